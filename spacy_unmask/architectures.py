@@ -1,0 +1,100 @@
+"""The registry surface: every function spaCy configs can name."""
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import FullTransformerBatch
+from spacy_transformers.span_getters import configure_strided_spans
+from thinc.api import Model
+
+from .decoder import DecoderSettings
+from .layer_groups import LayerGroups
+from .loading import load_config, resolve_source
+from .lora import LoraSettings
+from .transformer_model import DecoderTransformerModel
+
+
+@registry.architectures("spacy-unmask.DecoderTransformer.v1")
+def create_decoder_transformer(
+    name: str,
+    unmask: Union[str, int] = "none",
+    n_layers: Optional[int] = None,
+    lora: Optional[LoraSettings] = None,
+    attn_implementation: str = "sdpa",
+    get_spans: Optional[Callable] = None,
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+) -> Model[List[Doc], FullTransformerBatch]:
+    """A decoder LLM (Llama, Mistral, Qwen2, Qwen3) as the model of spaCy's `transformer`
+    component, with the causal mask removed in a chosen group of layers. Listeners
+    (`spacy-transformers.TransformerListener.v1`) connect to it as to any transformer.
+
+    name (str): A local Hugging Face model folder or a local `.gguf` file. Never
+        downloaded: anything that is not a local path is an error when the model is
+        initialized. Once trained, the weights travel inside the saved pipeline.
+    unmask (str): Which decoder layers see both sides: "none" (plain causal decoder),
+        "all", "first_half", "second_half"; a group pattern such as "1100" (layers split
+        into as many contiguous, equal-as-possible groups as characters; the first
+        character is the group nearest the embeddings); or layer indices and ranges
+        such as "0-7,12". Counted over the layers kept by `n_layers`.
+    n_layers (Optional[int]): Keep only the first n decoder layers (None = all): a
+        cheaper model, and intermediate layers label nearly as well as the last.
+    lora (Optional[LoraSettings]): None trains all weights; a
+        `spacy-unmask.LoRA.v1` block trains only LoRA adapters (applied with peft).
+    attn_implementation (str): "sdpa" (default) or "eager"; both honour the unmasking.
+    get_spans (Callable): Cuts docs into windows for the model. Default: strided
+        windows of 128 tokens with stride 96, so long documents are labeled whole.
+    tokenizer_config (dict): Extra arguments for the tokenizer's `from_pretrained`.
+    transformer_config (dict): Extra arguments for the model config's
+        `from_pretrained` (e.g. {"output_hidden_states": true}).
+    mixed_precision (bool): Run the forward pass in bfloat16 autocast on a GPU
+        (no effect on CPU).
+    grad_scaler_config (dict): Settings of the gradient scaler, as in
+        spacy-transformers. bfloat16 needs no scaling, so it is off unless
+        "enabled" is set here.
+    """
+    settings = DecoderSettings(
+        unmask=LayerGroups.parse(unmask),
+        n_layers=n_layers,
+        lora=lora,
+        attn_implementation=attn_implementation,
+        mixed_precision=mixed_precision,
+    )
+    _check_against_local_model(name, settings)
+    if get_spans is None:
+        get_spans = configure_strided_spans(window=128, stride=96)
+    scaler = {"enabled": False, **grad_scaler_config}
+    return DecoderTransformerModel(
+        name, get_spans, settings, tokenizer_config, transformer_config, mixed_precision, scaler
+    )
+
+
+def _check_against_local_model(name: str, settings: DecoderSettings) -> None:
+    # A config that names a model present here is checked now (the layer count
+    # decides whether `unmask` and `n_layers` fit). A saved pipeline may name a
+    # folder that is gone: its weights travel with it, so nothing to check then.
+    if not Path(str(name)).expanduser().exists():
+        return
+    source = resolve_source(name)
+    settings.check(load_config(source, settings.n_layers))
+
+
+@registry.misc("spacy-unmask.LoRA.v1")
+def create_lora(
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.1,
+    target_modules: List[str] = ["q_proj", "v_proj"],
+) -> LoraSettings:
+    """LoRA adapters for `spacy-unmask.DecoderTransformer.v1` (applied with peft).
+
+    r (int): The adapters' rank (the paper: 64 for 7B models; 8-16 suits small ones).
+    alpha (int): The scaling numerator; updates are scaled by alpha / r.
+    dropout (float): Dropout on the adapters' input during training.
+    target_modules (List[str]): Names of the linear layers that get adapters, e.g.
+        ["q_proj", "v_proj"] (the paper's choice) or all of q/k/v/o_proj.
+    """
+    return LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=list(target_modules))

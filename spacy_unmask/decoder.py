@@ -1,0 +1,124 @@
+"""The PyTorch module spaCy trains: a bare decoder with unmasked layers and optional LoRA.
+
+`DecoderSettings` is everything the config says about the decoder besides its
+weights; `DecoderFactory` turns a transformers config into a ready module, and is
+what spacy-transformers' shim calls to rebuild the module before loading saved
+weights, so a saved pipeline needs neither the original folder nor a network.
+"""
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+from .errors import ConfigError
+from .layer_groups import LayerGroups
+from .loading import check_model_type
+from .lora import LoraSettings, apply_lora
+from .masking import SUPPORTED_ATTENTION, LayerUnmasker
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """The decoder-side config values of `spacy-unmask.DecoderTransformer.v1`, validated."""
+
+    unmask: LayerGroups
+    n_layers: Optional[int] = None
+    lora: Optional[LoraSettings] = None
+    attn_implementation: str = "sdpa"
+    mixed_precision: bool = False
+
+    def __post_init__(self):
+        if self.attn_implementation not in SUPPORTED_ATTENTION:
+            raise ConfigError(
+                "attn_implementation",
+                self.attn_implementation,
+                f"one of {', '.join(SUPPORTED_ATTENTION)}; flash and flex attention build their own masks",
+            )
+        if self.n_layers is not None and (
+            isinstance(self.n_layers, bool) or not isinstance(self.n_layers, int) or self.n_layers < 1
+        ):
+            raise ConfigError("n_layers", self.n_layers, "null (all layers) or a positive integer")
+
+    def check(self, config: PretrainedConfig) -> None:
+        """Check the settings against a model's (already cut) config."""
+        check_model_type(config)
+        self.unmask.layers(config.num_hidden_layers)
+
+
+class DecoderEncoder(nn.Module):
+    """A bare decoder used as an encoder: hidden states of every piece, float32."""
+
+    def __init__(self, transformer: PreTrainedModel, settings: DecoderSettings):
+        super().__init__()
+        settings.check(transformer.config)
+        self.settings = settings
+        self.unmasked_layers = settings.unmask.layers(transformer.config.num_hidden_layers)
+        self.unmasker = LayerUnmasker(transformer, self.unmasked_layers)
+        if settings.lora is not None:
+            transformer = apply_lora(transformer, settings.lora)
+        self.transformer = transformer
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.transformer.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs):
+        with self._autocast():
+            output = self.transformer(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                use_cache=False,
+                return_dict=True,
+                **kwargs,
+            )
+        # Downstream thinc layers work in float32 (numpy and cupy have no bfloat16).
+        hidden_states = output.hidden_states
+        if hidden_states is not None:
+            hidden_states = tuple(h.float() for h in hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=output.last_hidden_state.float(),
+            hidden_states=hidden_states,
+            attentions=output.attentions,
+        )
+
+    def _autocast(self):
+        # thinc's shim autocasts to float16; on a GPU we prefer bfloat16, which
+        # needs no loss scaling. An inner autocast overrides the outer one.
+        if self.settings.mixed_precision and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # spacy-transformers retries a failed load with strict=False; for us a
+        # mismatch means the config no longer describes the saved weights.
+        try:
+            return super().load_state_dict(state_dict, strict=True, assign=assign)
+        except RuntimeError as err:
+            raise ValueError(
+                "The saved decoder weights do not fit the model that the config describes "
+                "(were `n_layers` or `lora` changed after training?). "
+                f"torch says: {str(err)[:500]}"
+            ) from err
+
+
+class DecoderFactory:
+    """The `model_cls` given to spacy-transformers' `HFShim`: config in, module out."""
+
+    def __init__(self, settings: DecoderSettings):
+        self.settings = settings
+
+    def from_config(self, config: PretrainedConfig) -> DecoderEncoder:
+        config.use_cache = False
+        transformer = AutoModel.from_config(config, attn_implementation=self.settings.attn_implementation)
+        return self.wrap(transformer)
+
+    def wrap(self, transformer: PreTrainedModel) -> DecoderEncoder:
+        return DecoderEncoder(transformer, self.settings)

@@ -1,0 +1,181 @@
+"""Turning a local folder (Hugging Face layout) or a .gguf file into config, tokenizer and weights.
+
+Nothing here reaches a network: every call passes `local_files_only=True`, and a
+name that is not an existing local path is refused before transformers sees it.
+"""
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+from tokenizers import Tokenizer, pre_tokenizers, processors
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
+
+from .errors import ConfigError
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+ACCEPTED_NAME = (
+    "a local Hugging Face model folder (config.json, tokenizer.json and weights) or a "
+    "local .gguf file; spacy-unmask never downloads models"
+)
+# Chat-tuned GGUF files (SmolLM2-Instruct among them) come out of transformers'
+# GGUF conversion with the chat *start* marker as EOS; the end marker is the real one.
+_CHAT_END = "<|im_end|>"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights live: a folder, plus the GGUF file's name inside it if any."""
+
+    folder: Path
+    gguf_file: Optional[str] = None
+
+    @property
+    def from_pretrained_kwargs(self) -> Dict:
+        kwargs: Dict = {"local_files_only": True}
+        if self.gguf_file is not None:
+            kwargs["gguf_file"] = self.gguf_file
+        return kwargs
+
+
+def resolve_source(name: Union[str, Path], key: str = "name") -> ModelSource:
+    """Check that `name` is a usable local model and say where its parts are."""
+    path = Path(str(name)).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (this file is not a .gguf)")
+        return ModelSource(path.resolve().parent, path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = f"; it holds {ggufs}: name one of them" if ggufs else ""
+            raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (the folder has no config.json{hint})")
+        return ModelSource(path.resolve())
+    raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (no such file or folder)")
+
+
+def check_model_type(config: PretrainedConfig, key: str = "name") -> None:
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            key,
+            config.model_type,
+            f"the model type must be one of {', '.join(SUPPORTED_MODEL_TYPES)}",
+        )
+
+
+def load_config(
+    source: ModelSource, n_layers: Optional[int] = None, overrides: Optional[Dict] = None
+) -> PretrainedConfig:
+    """The model's config, cut to its first `n_layers` decoder layers if given."""
+    try:
+        config = AutoConfig.from_pretrained(
+            str(source.folder), **source.from_pretrained_kwargs, **(overrides or {})
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} ({err})") from err
+    check_model_type(config)
+    total = config.num_hidden_layers
+    if n_layers is not None:
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= total:
+            raise ConfigError("n_layers", n_layers, f"null (all layers) or an integer from 1 to {total}")
+        config.num_hidden_layers = n_layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = list(config.layer_types[:n_layers])
+    # The transformer layer never generates: a KV cache is only overhead.
+    config.use_cache = False
+    return config
+
+
+def load_tokenizer(source: ModelSource, tokenizer_config: Optional[Dict] = None) -> PreTrainedTokenizerFast:
+    """The model's tokenizer, made fit for labeling (see `prepare_tokenizer`)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(source.folder), **source.from_pretrained_kwargs, **(tokenizer_config or {})
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} (no usable tokenizer: {err})") from err
+    return prepare_tokenizer(tokenizer, from_gguf=source.gguf_file is not None)
+
+
+def prepare_tokenizer(tokenizer, from_gguf: bool = False) -> PreTrainedTokenizerFast:
+    """A plain fast tokenizer with a pad token, right padding and (for GGUF) no BOS.
+
+    Decoder tokenizers often lack a pad token; padding is always on the right so
+    positions start at 0 for every sequence. The result is a plain
+    `PreTrainedTokenizerFast`, which spacy-transformers' shim can serialize.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            "name", getattr(tokenizer, "name_or_path", "?"),
+            "a model whose tokenizer has a fast version (tokenizer.json): character "
+            "offsets are needed to align pieces to spaCy tokens",
+        )
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    bos, eos, unk, pad = tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.pad_token
+    if from_gguf:
+        if _CHAT_END in backend.get_vocab():
+            eos = _CHAT_END
+        # transformers' GGUF conversion adds a BOS template; the labeler wants the
+        # text's pieces only, with offsets that skip the leading space.
+        if isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
+            backend.post_processor = processors.ByteLevel(trim_offsets=True)
+        else:
+            backend.post_processor = None
+        bos = None
+    if pad is None:
+        pad = eos if eos is not None else unk
+    if pad is None:
+        raise ConfigError("name", tokenizer.name_or_path, "a tokenizer with a pad, eos or unk token to pad with")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
+        pad_token=pad,
+        padding_side="right",
+        model_max_length=tokenizer.model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
+    """The bare decoder (no LM head) with pretrained weights, in float32."""
+    # Weights of layers beyond `n_layers` are skipped on purpose; keep the log quiet about it.
+    hf_logger = logging.getLogger("transformers.modeling_utils")
+    level = hf_logger.level
+    hf_logger.setLevel(logging.ERROR)
+    try:
+        return AutoModel.from_pretrained(
+            str(source.folder),
+            config=config,
+            attn_implementation=attn_implementation,
+            **source.from_pretrained_kwargs,
+        )
+    except OSError as err:
+        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} (no usable weights: {err})") from err
+    finally:
+        hf_logger.setLevel(level)
+
+
+def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:
+    """De-quantize a .gguf file once into a plain folder that loads fast.
+
+    The folder holds a causal-LM checkpoint (float32) and the fixed tokenizer.
+    """
+    source = resolve_source(gguf_path)
+    if source.gguf_file is None:
+        raise ConfigError("gguf_path", str(gguf_path), "a .gguf file")
+    output_dir = Path(output_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(source.folder), **source.from_pretrained_kwargs)
+    check_model_type(model.config)
+    tokenizer = load_tokenizer(source)
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.bos_token_id = None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    return output_dir

@@ -1,0 +1,142 @@
+"""The thinc model: spaCy docs in, spacy-transformers' `FullTransformerBatch` out.
+
+It reuses spacy-transformers' wrapper, shim, tokenization, truncation and data
+classes; what differs is where the model comes from (`init`), the decoder module
+(`DecoderFactory`) and the piece alignment (`align_spans`).
+"""
+import copy
+import warnings
+from typing import Callable, List, Tuple
+
+from spacy.tokens import Doc
+from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
+from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
+from spacy_transformers.layers.hf_wrapper import HFWrapper
+from spacy_transformers.layers.transformer_model import (
+    TransformerModel,
+    _convert_transformer_inputs,
+    _convert_transformer_outputs,
+    huggingface_tokenize,
+    set_pytorch_transformer,
+)
+from spacy_transformers.truncate import truncate_oversize_splits
+from thinc.api import Model, get_torch_default_device
+from transformers import AutoConfig, PreTrainedTokenizerFast
+
+from .alignment import align_spans
+from .decoder import DecoderFactory, DecoderSettings
+from .loading import load_config, load_tokenizer, load_weights, resolve_source
+
+
+class DecoderTransformerModel(TransformerModel):
+    """A `TransformerModel` whose transformer is a decoder LLM with unmasked layers."""
+
+    def __init__(
+        self,
+        name: str,
+        get_spans: Callable,
+        settings: DecoderSettings,
+        tokenizer_config: dict,
+        transformer_config: dict,
+        mixed_precision: bool,
+        grad_scaler_config: dict,
+    ):
+        hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
+        wrapper = HFWrapper(
+            hf_objects,
+            convert_inputs=_convert_transformer_inputs,
+            convert_outputs=_convert_transformer_outputs,
+            mixed_precision=mixed_precision,
+            grad_scaler_config=dict(grad_scaler_config),
+            config_cls=AutoConfig,
+            model_cls=DecoderFactory(settings),
+            tokenizer_cls=PreTrainedTokenizerFast,
+        )
+        Model.__init__(
+            self,
+            "decoder-transformer",
+            forward,
+            init=init,
+            layers=[wrapper],
+            dims={"nO": None},
+            attrs={
+                "get_spans": get_spans,
+                "name": name,
+                "settings": settings,
+                "set_transformer": set_pytorch_transformer,
+                "has_transformer": False,
+                "flush_cache_chance": 0.0,
+                "replace_listener": replace_listener,
+                "replace_listener_cfg": replace_listener_cfg,
+                "truncation_warned": False,
+            },
+        )
+        self._construction = (tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+
+    def copy(self):
+        copied = DecoderTransformerModel(
+            self.attrs["name"], self.attrs["get_spans"], self.attrs["settings"], *self._construction
+        )
+        copied.dims = copy.deepcopy(self._dims)
+        copied.layers[0] = copy.deepcopy(self.layers[0])
+        copied.attrs["has_transformer"] = self.attrs["has_transformer"]
+        return copied
+
+
+def load_decoder(name: str, settings: DecoderSettings, tok_cfg: dict, trf_cfg: dict) -> HFObjects:
+    """Tokenizer and ready decoder module from a local folder or .gguf file."""
+    source = resolve_source(name)
+    config = load_config(source, settings.n_layers, trf_cfg)
+    settings.check(config)
+    tokenizer = load_tokenizer(source, tok_cfg)
+    weights = load_weights(source, config, settings.attn_implementation)
+    factory = DecoderFactory(settings)
+    module = factory.wrap(weights)
+    module.to(get_torch_default_device())
+    return HFObjects(tokenizer, module, None, tok_cfg, trf_cfg)
+
+
+def init(model: DecoderTransformerModel, X=None, Y=None) -> None:
+    if model.attrs["has_transformer"]:
+        return
+    hf_objects = load_decoder(
+        model.attrs["name"],
+        model.attrs["settings"],
+        model._init_tokenizer_config,
+        model._init_transformer_config,
+    )
+    model.attrs["set_transformer"](model, hf_objects)
+
+
+def max_pieces(model: DecoderTransformerModel) -> int:
+    """How many pieces one window may hold: the tokenizer's and the positions' limit."""
+    config = model.transformer.config
+    return min(model.tokenizer.model_max_length, getattr(config, "max_position_embeddings", 10**9))
+
+
+def forward(model: DecoderTransformerModel, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+    nested_spans = model.attrs["get_spans"](docs)
+    flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
+    if not flat_spans:
+        # Only empty docs: nothing to run, and nothing to backpropagate.
+        return FullTransformerBatch.empty(len(docs)), lambda d_output: docs
+    batch_encoding = huggingface_tokenize(model.tokenizer, [span.text for span in flat_spans])
+    wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
+    align = align_spans(flat_spans, batch_encoding["offset_mapping"])
+    limit = max_pieces(model)
+    if wordpieces.input_ids.shape[1] > limit and not model.attrs["truncation_warned"]:
+        warnings.warn(
+            f"A window of {wordpieces.input_ids.shape[1]} pieces is longer than the model's "
+            f"{limit}; its last pieces are dropped and their tokens get zero vectors. "
+            "Use a smaller `get_spans` window."
+        )
+        model.attrs["truncation_warned"] = True
+    wordpieces, align = truncate_oversize_splits(wordpieces, align, limit)
+    model_output, bp_tensors = model.layers[0](wordpieces, is_train)
+    output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
+
+    def backprop(d_output: FullTransformerBatch) -> List[Doc]:
+        bp_tensors(d_output.model_output)
+        return docs
+
+    return output, backprop

@@ -1,0 +1,105 @@
+"""The mask semantics, per layer, on tiny random decoders of each supported family."""
+import pytest
+import torch
+from transformers import AutoModel, GPT2Config
+
+from spacy_unmask.decoder import DecoderEncoder, DecoderFactory, DecoderSettings
+from spacy_unmask.errors import ConfigError
+from spacy_unmask.layer_groups import LayerGroups
+from spacy_unmask.loading import resolve_source, load_config
+
+from .conftest import FAMILIES, N_LAYERS
+
+
+def encoder(folder, unmask, attn="sdpa", n_layers=None):
+    settings = DecoderSettings(unmask=LayerGroups.parse(unmask), n_layers=n_layers, attn_implementation=attn)
+    config = load_config(resolve_source(folder), n_layers)
+    base = AutoModel.from_pretrained(str(folder), config=config, attn_implementation=attn)
+    return DecoderFactory(settings).wrap(base).eval()
+
+
+def layer_states(model, ids, mask=None):
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    return out.hidden_states  # [embeddings, after layer 0, after layer 1, ...]
+
+
+def changed_positions_per_layer(model, i=1, j=5):
+    """For each layer's output: did the state at position i change when token j changed?"""
+    ids = torch.tensor([[5, 17, 30, 42, 8, 60, 71, 90]])
+    other = ids.clone()
+    other[0, j] = 99
+    a, b = layer_states(model, ids), layer_states(model, other)
+    return [not torch.allclose(a[layer + 1][0, i], b[layer + 1][0, i]) for layer in range(N_LAYERS)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "unmask,expected",
+    [
+        ("none", [False, False, False, False]),
+        ("0011", [False, False, True, True]),
+        ("second_half", [False, False, True, True]),
+        ("0100", [False, True, True, True]),
+        ("1000", [True, True, True, True]),
+        ("all", [True, True, True, True]),
+    ],
+)
+def test_unmasked_layers_see_the_right_context(tiny_dirs, family, unmask, expected):
+    # An earlier token learns of a later one at the first unmasked layer, and the
+    # news travels up through every layer after it, masked or not.
+    for attn in ("sdpa", "eager"):
+        assert changed_positions_per_layer(encoder(tiny_dirs[family], unmask, attn)) == expected
+
+
+def test_none_equals_the_untouched_hf_model(tiny_llama):
+    ids = torch.tensor([[5, 17, 30, 42, 8], [9, 3, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    plain = AutoModel.from_pretrained(str(tiny_llama)).eval()
+    with torch.no_grad():
+        expected = plain(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = encoder(tiny_llama, "none")(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.equal(expected, got)
+
+
+@pytest.mark.parametrize("unmask", ["none", "first_half", "0101", "all"])
+def test_eager_and_sdpa_agree_with_padding(tiny_llama, unmask):
+    ids = torch.tensor([[5, 17, 30, 42, 8], [9, 3, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        sdpa = encoder(tiny_llama, unmask, "sdpa")(input_ids=ids, attention_mask=mask).last_hidden_state
+        eager = encoder(tiny_llama, unmask, "eager")(input_ids=ids, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    assert torch.allclose(sdpa[real], eager[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("unmask", ["none", "second_half", "all"])
+def test_vectors_do_not_depend_on_a_padded_batch_mate(tiny_dirs, family, unmask):
+    model = encoder(tiny_dirs[family], unmask)
+    short = torch.tensor([[9, 3, 7]])
+    batch = torch.tensor([[5, 17, 30, 42, 8, 11], [9, 3, 7, 0, 0, 0]])
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
+    with torch.no_grad():
+        alone = model(input_ids=short, attention_mask=torch.ones_like(short)).last_hidden_state[0]
+        padded = model(input_ids=batch, attention_mask=mask).last_hidden_state[1, :3]
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+
+def test_layers_are_counted_over_the_kept_layers(tiny_llama):
+    model = encoder(tiny_llama, "second_half", n_layers=2)
+    assert model.config.num_hidden_layers == 2
+    assert len(model.transformer.layers) == 2
+    assert model.unmasked_layers == frozenset({1})
+
+
+def test_flash_attention_is_refused_with_the_accepted_values():
+    with pytest.raises(ConfigError, match=r"attn_implementation='flash_attention_2'.*sdpa, eager"):
+        DecoderSettings(unmask=LayerGroups.parse("all"), attn_implementation="flash_attention_2")
+
+
+def test_other_model_types_are_refused_with_the_supported_list():
+    base = AutoModel.from_config(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50))
+    settings = DecoderSettings(unmask=LayerGroups.parse("all"))
+    with pytest.raises(ConfigError, match=r"'gpt2'.*llama, mistral, qwen2, qwen3"):
+        DecoderFactory(settings).wrap(base)
