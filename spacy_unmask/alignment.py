@@ -2,19 +2,21 @@
 
 Byte-level and sentencepiece tokenizers glue the space before a word onto the
 word's piece (`Ġword`, `▁word`) and often report an offset that starts at that
-space. spacy-transformers maps the character just after a token to that token,
-so such a piece would silently land on the *previous* token (spaCy #13730). We
-move the start of every piece past leading whitespace before aligning; pieces
-made only of whitespace keep their offsets.
+space. spacy-transformers maps the character just after a token (its trailing
+space) to that token, so such a piece would silently land on the *previous*
+token (spaCy #13730). Before aligning we therefore move the start of each piece
+past leading whitespace; a piece made only of whitespace loses just the
+character that is a token's trailing space, so it aligns to a spaCy space token
+when it covers one and to nothing otherwise.
 """
-from typing import List, Sequence
+from typing import List
 
 import numpy
 from spacy.tokens import Span
 from spacy_transformers.align import get_alignment_via_offset_mapping
 from thinc.types import Ragged
 
-_WHITESPACE = numpy.array([ord(c) for c in map(chr, range(0x3001)) if c.isspace()], dtype=numpy.uint32)
+_WHITESPACE = numpy.array([c for c in range(0x3001) if chr(c).isspace()], dtype=numpy.uint32)
 
 
 def _is_space(text: str) -> numpy.ndarray:
@@ -22,25 +24,34 @@ def _is_space(text: str) -> numpy.ndarray:
     return numpy.isin(codepoints, _WHITESPACE)
 
 
-def trim_offsets(texts: Sequence[str], offsets: numpy.ndarray) -> numpy.ndarray:
-    """Offsets (n_texts, n_pieces, 2) with leading whitespace cut from each piece."""
+def _trailing_space_positions(span: Span) -> set:
+    return {t.idx + len(t) - span.start_char for t in span if t.whitespace_}
+
+
+def trim_offsets(spans: List[Span], offsets: numpy.ndarray) -> numpy.ndarray:
+    """Offsets (n_spans, n_pieces, 2) relative to each span's text, trimmed as above."""
     trimmed = numpy.array(offsets, copy=True)
-    for i, text in enumerate(texts):
+    for span, row in zip(spans, trimmed):
+        text = span.text
         if not text:
             continue
-        row = trimmed[i]
         space = _is_space(text)
         starts, ends = row[:, 0], row[:, 1]
         candidates = numpy.flatnonzero((ends > starts) & space[numpy.minimum(starts, len(text) - 1)])
+        trailing = None
         for j in candidates:
             start, end = int(starts[j]), int(ends[j])
-            rest = numpy.flatnonzero(~space[start:end])
-            if rest.size:
-                row[j, 0] = start + rest[0]
+            content = numpy.flatnonzero(~space[start:end])
+            if content.size:
+                row[j, 0] = start + content[0]
+                continue
+            if trailing is None:
+                trailing = _trailing_space_positions(span)
+            if start in trailing:
+                row[j, 0] = start + 1
     return trimmed
 
 
 def align_spans(spans: List[Span], offset_mapping: numpy.ndarray) -> Ragged:
     """spacy-transformers' offset alignment, fed with trimmed offsets."""
-    texts = [span.text for span in spans]
-    return get_alignment_via_offset_mapping(spans, trim_offsets(texts, offset_mapping))
+    return get_alignment_via_offset_mapping(spans, trim_offsets(spans, offset_mapping))

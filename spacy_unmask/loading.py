@@ -143,10 +143,12 @@ def prepare_tokenizer(tokenizer, from_gguf: bool = False) -> PreTrainedTokenizer
 
 def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
     """The bare decoder (no LM head) with pretrained weights, in float32."""
-    # Weights of layers beyond `n_layers` are skipped on purpose; keep the log quiet about it.
-    hf_logger = logging.getLogger("transformers.modeling_utils")
-    level = hf_logger.level
-    hf_logger.setLevel(logging.ERROR)
+    # Weights of layers beyond `n_layers` are skipped on purpose, and the tensor-parallel
+    # plan check complains about every checkpoint when nothing is sharded: keep both quiet.
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.integrations.tensor_parallel")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         return AutoModel.from_pretrained(
             str(source.folder),
@@ -157,7 +159,8 @@ def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementat
     except OSError as err:
         raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} (no usable weights: {err})") from err
     finally:
-        hf_logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:

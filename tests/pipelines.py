@@ -1,0 +1,81 @@
+"""Small spaCy pipelines on the tiny decoders, shared by the pipeline tests."""
+import random
+from pathlib import Path
+from typing import Optional
+
+import spacy
+from spacy.training import Example
+from thinc.api import Config
+
+TRAIN = [
+    ("Apple opened a new store in Berlin .", [(0, 5, "ORG"), (28, 34, "LOC")]),
+    ("Barack Obama visited Paris last week .", [(0, 12, "PER"), (21, 26, "LOC")]),
+    ("Microsoft and Google compete .", [(0, 9, "ORG"), (14, 20, "ORG")]),
+    ("I love New York so much .", [(7, 15, "LOC")]),
+]
+
+
+def config_text(name: Path, unmask: str = "second_half", lora: Optional[dict] = None, extra: str = "") -> str:
+    lora_block = ""
+    if lora:
+        lora_block = "[components.transformer.model.lora]\n@misc = \"spacy-unmask.LoRA.v1\"\n" + "".join(
+            f"{k} = {v}\n" for k, v in lora.items()
+        )
+    return f"""
+[nlp]
+lang = "en"
+pipeline = ["transformer", "ner"]
+
+[components]
+
+[components.transformer]
+factory = "transformer"
+
+[components.transformer.model]
+@architectures = "spacy-unmask.DecoderTransformer.v1"
+name = "{name}"
+unmask = "{unmask}"
+{extra}
+{lora_block}
+[components.ner]
+factory = "ner"
+
+[components.ner.model]
+@architectures = "spacy.TransitionBasedParser.v2"
+state_type = "ner"
+extra_state_tokens = false
+hidden_width = 16
+maxout_pieces = 2
+use_upper = false
+
+[components.ner.model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+
+[components.ner.model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+
+
+def build_nlp(name: Path, **kwargs):
+    config = Config().from_str(config_text(name, **kwargs))
+    return spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def examples(nlp):
+    return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN]
+
+
+def train(nlp, steps: int = 30, seed: int = 0, lr: float = 3e-3):
+    """A few updates; returns the NER loss of each step."""
+    random.seed(seed)
+    spacy.util.fix_random_seed(seed)
+    data = examples(nlp)
+    optimizer = nlp.initialize(lambda: data)
+    optimizer.learn_rate = lr
+    losses = []
+    for _ in range(steps):
+        step = {}
+        nlp.update(data, sgd=optimizer, losses=step)
+        losses.append(step["ner"])
+    return losses

@@ -1,0 +1,83 @@
+"""Every spaCy token aligns to the pieces that cover its own characters."""
+import pytest
+import spacy
+from spacy_transformers.align import get_alignment_via_offset_mapping
+from spacy_transformers.layers.transformer_model import huggingface_tokenize
+
+from spacy_unmask.alignment import align_spans, trim_offsets
+from spacy_unmask.loading import prepare_tokenizer
+
+from .conftest import build_tokenizer
+
+AWKWARD = [
+    "Apple opened a store in Berlin .",
+    "Hello, world! (really?) -- yes...",
+    "I love NYC 😀😀 so much 🙃 #nyc @user",
+    "two  spaces,   three, \ttab and\nnewline",
+    "  leading and trailing  ",
+    "naïve café Zürich – “quotes”",
+]
+
+
+def piece_spans(nlp, texts):
+    tokenizer = prepare_tokenizer(build_tokenizer())
+    docs = [nlp.make_doc(t) for t in texts]
+    spans = [doc[:] for doc in docs]
+    encoding = huggingface_tokenize(tokenizer, texts)
+    return docs, spans, encoding
+
+
+def check(docs, spans, offsets, align):
+    """Yield (token, piece text) pairs where a piece lies outside its token's characters."""
+    row_starts, flat = [], 0
+    for row in offsets:
+        row_starts.append(flat)
+        flat += len(row)
+    bad, position = [], 0
+    for doc, span, row, base in zip(docs, spans, offsets, row_starts):
+        for token in doc:
+            pieces = align[position].dataXd.ravel().tolist()
+            position += 1
+            if not token.is_space and not pieces:
+                bad.append((token.text, None))
+            for p in pieces:
+                start, end = row[p - base]
+                text = doc.text[start:end]
+                if not (start < token.idx + len(token) and end > token.idx) or not text.strip():
+                    # a piece must overlap the token's own characters (pure-space
+                    # pieces may only go to space tokens)
+                    if not token.is_space:
+                        bad.append((token.text, text))
+    return bad
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+def test_tokens_align_to_the_pieces_covering_their_characters(nlp):
+    docs, spans, encoding = piece_spans(nlp, AWKWARD)
+    offsets = encoding["offset_mapping"]
+    trimmed = trim_offsets(spans, offsets)
+    assert check(docs, spans, trimmed, align_spans(spans, offsets)) == []
+
+
+def test_untrimmed_offsets_would_attach_pieces_to_the_previous_token(nlp):
+    # The failure this project guards against, reproduced with the stock alignment:
+    # if this stops failing, the tokenizer no longer shows the bug and the test
+    # above proves nothing.
+    docs, spans, encoding = piece_spans(nlp, AWKWARD)
+    offsets = encoding["offset_mapping"]
+    stock = get_alignment_via_offset_mapping(spans, offsets)
+    assert check(docs, spans, offsets, stock) != []
+
+
+def test_trimming_drops_leading_space_and_trailing_space_characters_only(nlp):
+    import numpy
+
+    doc = nlp.make_doc("a   b\n")  # tokens: "a" + " ", "  " (space token), "b", "\n"
+    # pieces: "a", "Ġ" (the trailing space of "a"), "ĠĠ" (the space token),
+    # "Ġb" (reported with its space), "Ċ", padding
+    offsets = numpy.array([[[0, 1], [1, 2], [2, 4], [3, 5], [5, 6], [0, 0]]])
+    assert trim_offsets([doc[:]], offsets).tolist() == [[[0, 1], [2, 2], [2, 4], [4, 5], [5, 6], [0, 0]]]

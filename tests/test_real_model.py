@@ -1,0 +1,51 @@
+"""The real SmolLM2-135M asset (from `scripts/fetch_assets.py`), when it is cached."""
+import pytest
+import spacy
+import torch
+from transformers import AutoModel
+
+from spacy_unmask.loading import load_tokenizer, resolve_source
+
+from .conftest import smollm2_dir
+from .pipelines import build_nlp, train
+from .test_alignment import AWKWARD, check
+from spacy_unmask.alignment import align_spans, trim_offsets
+from spacy_transformers.layers.transformer_model import huggingface_tokenize
+
+pytestmark = pytest.mark.skipif(
+    not (smollm2_dir() / "config.json").is_file(),
+    reason=f"SmolLM2 asset not cached at {smollm2_dir()}: run `python scripts/fetch_assets.py`",
+)
+
+
+def test_the_converted_tokenizer_pads_right_with_im_end_and_adds_no_bos():
+    tokenizer = load_tokenizer(resolve_source(smollm2_dir()))
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
+    encoding = tokenizer(["Hello world", "Hi"], padding="longest")
+    assert encoding["input_ids"][1][-1] == tokenizer.pad_token_id
+    assert encoding["attention_mask"][1] == [1, 0]
+    assert tokenizer.convert_ids_to_tokens(encoding["input_ids"][0]) == ["Hello", "Ġworld"]
+
+
+def test_real_pieces_align_to_their_own_tokens():
+    nlp = spacy.blank("en")
+    tokenizer = load_tokenizer(resolve_source(smollm2_dir()))
+    docs = [nlp.make_doc(t) for t in AWKWARD]
+    spans = [d[:] for d in docs]
+    encoding = huggingface_tokenize(tokenizer, AWKWARD)
+    offsets = encoding["offset_mapping"]
+    assert check(docs, spans, trim_offsets(spans, offsets), align_spans(spans, offsets)) == []
+
+
+def test_smollm2_trains_in_a_pipeline_and_none_matches_plain_hf(tmp_path):
+    nlp = build_nlp(smollm2_dir(), unmask="none", extra="n_layers = 2")
+    losses = train(nlp, steps=8, lr=1e-3)
+    assert losses[-1] < losses[0]
+    # an untrained, unmasked-nowhere decoder gives the plain model's states
+    fresh = build_nlp(smollm2_dir(), unmask="none", extra="n_layers = 2")
+    fresh.initialize()
+    module = fresh.get_pipe("transformer").model.transformer
+    plain = AutoModel.from_pretrained(str(smollm2_dir()), num_hidden_layers=2).eval()
+    ids = torch.tensor([[19556, 905, 314]])
+    with torch.no_grad():
+        assert torch.allclose(module(input_ids=ids).last_hidden_state, plain(input_ids=ids).last_hidden_state, atol=1e-5)
