@@ -6,6 +6,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -r requirements.txt -e . 2>&1 | grep -v -e "is ignored" -e "^ *$" -e "!!" || true
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements.txt -e .
 .venv/bin/python -c "import spacy_unmask, torch, spacy; print('spacy-unmask', spacy_unmask.__version__, '| torch', torch.__version__, '| spacy', spacy.__version__)"

@@ -1,0 +1,70 @@
+"""Install a packaged pipeline into a fresh venv from local wheels only, then use it.
+
+    python scripts/install_package.py PACKAGE_DIR VENV [--wheelhouse DIR]
+
+The wheelhouse (default: the asset cache's `wheelhouse/`) is filled once with the
+wheels of requirements.txt and of spacy-unmask itself; the install then runs with
+`--no-index`, so it needs no network. In the new venv the script loads the
+pipeline by name, runs `nlp.pipe` over new texts, and renders one doc with displaCy
+to VENV/../displacy.html.
+"""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fetch_assets import default_cache  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = r"""
+import sys, spacy
+from spacy import displacy
+nlp = spacy.load(sys.argv[1])
+texts = ["Just landed in New York , heading to Madison Square Garden tonight !",
+         "Watching The Walking Dead with @mike and Apple pie 😀", "", "   "]
+docs = list(nlp.pipe(texts))
+for doc in docs:
+    print(repr(doc.text[:40]), [(e.text, e.label_) for e in doc.ents], [(s.text, s.label_) for s in doc.spans.get("sc", [])])
+html = displacy.render(docs[0], style="ent", page=True)
+open(sys.argv[2], "w").write(html)
+print("pipeline", nlp.meta["name"], nlp.pipe_names, "displacy", len(html), "chars")
+"""
+
+
+def run(cmd):
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.run([str(c) for c in cmd]).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("package_dir", type=Path, help="the folder `spacy package` wrote (holds dist/)")
+    parser.add_argument("venv", type=Path)
+    parser.add_argument("--wheelhouse", type=Path, default=default_cache() / "wheelhouse")
+    args = parser.parse_args()
+    wheels = sorted((args.package_dir / "dist").glob("*.whl"))
+    if not wheels:
+        print(f"error: no wheel in {args.package_dir / 'dist'}: run `spacy project run package` first", file=sys.stderr)
+        return 1
+    house = args.wheelhouse
+    house.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    if run([py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", house, ROOT]) != 0:
+        return 1
+    # Fill the wheelhouse once (network); later runs find everything there.
+    probe = [py, "-m", "pip", "download", "-q", "--no-index", "--find-links", house, "-d", house, "-r", ROOT / "requirements.txt"]
+    if run(probe) != 0 and run([py, "-m", "pip", "download", "-q", "-d", house, "-r", ROOT / "requirements.txt"]) != 0:
+        return 1
+    if not (args.venv / "bin" / "python").exists():
+        if run([py, "-m", "venv", args.venv]) != 0:
+            return 1
+    vpy = args.venv / "bin" / "python"
+    if run([vpy, "-m", "pip", "install", "-q", "--no-index", "--find-links", house, wheels[-1]]) != 0:
+        return 1
+    name = wheels[-1].name.split("-")[0]
+    return run([vpy, "-c", SMOKE, name, args.venv.parent / "displacy.html"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
