@@ -1,7 +1,7 @@
 """Words/s of `nlp.pipe` against the bare Hugging Face forward pass on the same texts.
 
     python scripts/benchmark_inference.py PIPELINE_OR_MODEL [--texts N] [--batch-size B]
-        [--n-layers N] [--unmask SPEC] [--output reports/benchmark_inference.json]
+        [--n-layers N] [--unmask SPEC] [--repeat K] [--output reports/benchmark_inference.json]
 
 PIPELINE_OR_MODEL is a saved spaCy pipeline (a folder with config.cfg, or an
 installed package name) or a model folder; for a model folder a `transformer` +
@@ -37,6 +37,7 @@ factory = "transformer"
 name = "{name}"
 unmask = "{unmask}"
 n_layers = {n_layers}
+repeat = {repeat}
 [components.ner]
 factory = "ner"
 [components.ner.model]
@@ -70,11 +71,13 @@ def read_tweets(limit: int):
     return tweets[:limit]
 
 
-def load_pipeline(target: str, unmask: str, n_layers):
+def load_pipeline(target: str, unmask: str, n_layers, repeat: int):
     path = Path(target)
     if path.is_dir() and (path / "config.json").is_file() and not (path / "config.cfg").is_file():
         config = Config().from_str(
-            PIPELINE_CONFIG.format(name=path, unmask=unmask, n_layers="null" if n_layers is None else n_layers)
+            PIPELINE_CONFIG.format(
+                name=path, unmask=unmask, n_layers="null" if n_layers is None else n_layers, repeat=repeat
+            )
         )
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
         nlp.initialize(lambda: [spacy.training.Example.from_dict(nlp.make_doc("Hi Paris"), {})])
@@ -95,12 +98,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--n-layers", type=int, default=None)
     parser.add_argument("--unmask", default="second_half")
+    parser.add_argument("--repeat", type=int, default=1, help="sequence repetition (model folders only)")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes; the best is kept")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_inference.json"))
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    nlp = load_pipeline(args.target, args.unmask, args.n_layers)
+    nlp = load_pipeline(args.target, args.unmask, args.n_layers, args.repeat)
     trf = nlp.get_pipe("transformer")
     model = trf.model
     texts = read_tweets(args.texts)
@@ -126,6 +130,7 @@ def main() -> None:
     result = {
         "target": args.target,
         "unmask": str(model.attrs["settings"].unmask),
+        "repeat": model.attrs["settings"].repeat,
         "layers": module.config.num_hidden_layers,
         "texts": len(texts),
         "words": n_words,

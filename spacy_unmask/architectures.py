@@ -12,6 +12,7 @@ from .decoder import DecoderSettings
 from .layer_groups import LayerGroups
 from .loading import load_config, resolve_source
 from .lora import LoraSettings
+from .repetition import check_repeat
 from .transformer_model import DecoderTransformerModel
 
 
@@ -21,6 +22,7 @@ def create_decoder_transformer(
     unmask: Union[str, int] = "none",
     n_layers: Optional[int] = None,
     lora: Optional[LoraSettings] = None,
+    repeat: int = 1,
     attn_implementation: str = "sdpa",
     get_spans: Optional[Callable] = None,
     tokenizer_config: dict = {},
@@ -44,6 +46,10 @@ def create_decoder_transformer(
         cheaper model, and intermediate layers label nearly as well as the last.
     lora (Optional[LoraSettings]): None trains all weights; a
         `spacy-unmask.LoRA.v1` block trains only LoRA adapters (applied with peft).
+    repeat (int): Sequence repetition: feed each window's pieces `repeat` times in
+        one sequence and read every vector from the last copy, which has seen the
+        whole window even through causal layers (1 = off). Costs about `repeat`
+        times the tokens; windows must fit `repeat` times in the model's positions.
     attn_implementation (str): "sdpa" (default) or "eager"; both honour the unmasking.
     get_spans (Callable): Cuts docs into windows for the model. Default: strided
         windows of 128 tokens with stride 96, so long documents are labeled whole.
@@ -62,24 +68,28 @@ def create_decoder_transformer(
         lora=lora,
         attn_implementation=attn_implementation,
         mixed_precision=mixed_precision,
+        repeat=repeat,
     )
-    _check_against_local_model(name, settings)
     if get_spans is None:
         get_spans = configure_strided_spans(window=128, stride=96)
+    _check_against_local_model(name, settings, get_spans)
     scaler = {"enabled": False, **grad_scaler_config}
     return DecoderTransformerModel(
         name, get_spans, settings, tokenizer_config, transformer_config, mixed_precision, scaler
     )
 
 
-def _check_against_local_model(name: str, settings: DecoderSettings) -> None:
+def _check_against_local_model(name: str, settings: DecoderSettings, get_spans: Callable) -> None:
     # A config that names a model present here is checked now (the layer count
     # decides whether `unmask` and `n_layers` fit). A saved pipeline may name a
     # folder that is gone: its weights travel with it, so nothing to check then.
     if not Path(str(name)).expanduser().exists():
         return
-    source = resolve_source(name)
-    settings.check(load_config(source, settings.n_layers))
+    config = load_config(resolve_source(name), settings.n_layers)
+    settings.check(config)
+    # Strided windows say their size in tokens, and a token is at least one piece.
+    window = getattr(get_spans, "keywords", {}).get("window")
+    check_repeat(settings.repeat, getattr(config, "max_position_embeddings", None), window)
 
 
 @registry.misc("spacy-unmask.LoRA.v1")

@@ -19,6 +19,7 @@ from .layer_groups import LayerGroups
 from .loading import check_model_type
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
+from .repetition import check_repeat, last_copy, repeat_pieces
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,10 @@ class DecoderSettings:
     lora: Optional[LoraSettings] = None
     attn_implementation: str = "sdpa"
     mixed_precision: bool = False
+    repeat: int = 1
 
     def __post_init__(self):
+        check_repeat(self.repeat)
         if self.attn_implementation not in SUPPORTED_ATTENTION:
             raise ConfigError(
                 "attn_implementation",
@@ -47,6 +50,7 @@ class DecoderSettings:
         """Check the settings against a model's (already cut) config."""
         check_model_type(config)
         self.unmask.layers(config.num_hidden_layers)
+        check_repeat(self.repeat, getattr(config, "max_position_embeddings", None))
 
 
 class DecoderEncoder(nn.Module):
@@ -71,6 +75,11 @@ class DecoderEncoder(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        repeat = self.settings.repeat
+        if repeat > 1:
+            input_ids, attention_mask, index = repeat_pieces(input_ids, attention_mask, repeat)
         with self._autocast():
             output = self.transformer(
                 input_ids=input_ids,
@@ -79,14 +88,19 @@ class DecoderEncoder(nn.Module):
                 return_dict=True,
                 **kwargs,
             )
-        # Downstream thinc layers work in float32 (numpy and cupy have no bfloat16).
+
+        def piece_states(states: torch.Tensor) -> torch.Tensor:
+            # Downstream thinc layers work in float32 (numpy and cupy have no bfloat16).
+            states = states.float()
+            return last_copy(states, index) if repeat > 1 else states
+
         hidden_states = output.hidden_states
         if hidden_states is not None:
-            hidden_states = tuple(h.float() for h in hidden_states)
+            hidden_states = tuple(piece_states(h) for h in hidden_states)
         return BaseModelOutput(
-            last_hidden_state=output.last_hidden_state.float(),
+            last_hidden_state=piece_states(output.last_hidden_state),
             hidden_states=hidden_states,
-            attentions=output.attentions,
+            attentions=None if repeat > 1 else output.attentions,
         )
 
     def _autocast(self):

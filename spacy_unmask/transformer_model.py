@@ -109,9 +109,11 @@ def init(model: DecoderTransformerModel, X=None, Y=None) -> None:
 
 
 def max_pieces(model: DecoderTransformerModel) -> int:
-    """How many pieces one window may hold: the tokenizer's and the positions' limit."""
+    """How many pieces one window may hold: the tokenizer's and the positions' limit,
+    shared among the copies when the text is repeated."""
     config = model.transformer.config
-    return min(model.tokenizer.model_max_length, getattr(config, "max_position_embeddings", 10**9))
+    positions = getattr(config, "max_position_embeddings", 10**9) // model.attrs["settings"].repeat
+    return min(model.tokenizer.model_max_length, positions)
 
 
 def forward(model: DecoderTransformerModel, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
