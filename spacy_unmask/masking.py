@@ -4,12 +4,12 @@ transformers 4.53 builds one causal mask in the model's forward and hands it to
 every decoder layer (with `sdpa` it is often `None`, and causality then comes from
 the attention module's `is_causal` flag). A layer becomes bidirectional when its
 attention module has `is_causal = False` *and* it receives a padding-only mask.
-We get there through the model's own seams: a forward pre-hook on the model keeps
-the 2-D padding mask of the call, and a pre-hook on each chosen layer swaps the
+We get there through the model's own seams: a forward pre-hook on the model passes
+the 2-D padding mask of the call down to the layers, and a pre-hook on each chosen layer swaps the
 `attention_mask` keyword for a mask built by transformers' own
 `create_causal_mask`, widened with an or-mask that lets every query see every key.
 """
-from typing import Any, Dict, FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
@@ -38,44 +38,53 @@ def _see_everything(batch_idx, head_idx, q_idx, kv_idx):
     return kv_idx >= 0
 
 
+_PADDING_KEY = "spacy_unmask_padding"
+
+
 class LayerUnmasker:
     """Installs the hooks that make `layers` of `model` bidirectional.
 
     `model` is the bare decoder (e.g. `LlamaModel`) whose `layers` hold the decoder
-    blocks. The hooks stay attached to those modules, so wrapping the model later
-    (peft) keeps them working.
+    blocks. The model's pre-hook passes the call's 2-D padding mask down as an extra
+    keyword, which the model hands to every decoder layer; each layer's pre-hook
+    takes it out again, and the unmasked ones build their mask from it. Keeping the
+    padding in the call (not in this object) keeps gradient-checkpointing
+    recomputes right. The hooks stay attached to the modules, so wrapping the model
+    later (peft) keeps them working.
     """
 
     def __init__(self, model: PreTrainedModel, layers: FrozenSet[int]):
         check_attention_implementation(model.config)
         self.config = model.config
         self.layers = frozenset(layers)
-        self._padding_mask: Optional[torch.Tensor] = None
-        self._mask: Any = None
-        self._mask_ready = False
         self._handles = []
         if not self.layers:
             return
-        self._handles.append(model.register_forward_pre_hook(self._remember_padding, with_kwargs=True))
-        for index in sorted(self.layers):
-            block = model.layers[index]
-            block.self_attn.is_causal = False
-            self._handles.append(block.register_forward_pre_hook(self._swap_mask, with_kwargs=True))
+        self._handles.append(model.register_forward_pre_hook(self._pass_padding_down, with_kwargs=True))
+        for index, block in enumerate(model.layers):
+            if index in self.layers:
+                block.self_attn.is_causal = False
+                hook = self._swap_mask
+            else:
+                hook = self._drop_padding
+            self._handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
 
-    def _remember_padding(self, module, args: Tuple, kwargs: Dict) -> None:
-        self._padding_mask = kwargs.get("attention_mask")
-        self._mask = None
-        self._mask_ready = False
+    def _pass_padding_down(self, module, args: Tuple, kwargs: Dict):
+        return args, {**kwargs, _PADDING_KEY: kwargs.get("attention_mask")}
+
+    def _drop_padding(self, module, args: Tuple, kwargs: Dict):
+        kwargs = dict(kwargs)
+        kwargs.pop(_PADDING_KEY, None)
+        return args, kwargs
 
     def _swap_mask(self, module, args: Tuple, kwargs: Dict):
+        kwargs = dict(kwargs)
+        padding = kwargs.pop(_PADDING_KEY, None)
         hidden_states = args[0] if args else kwargs["hidden_states"]
-        if not self._mask_ready:
-            self._mask = self._bidirectional_mask(hidden_states, kwargs)
-            self._mask_ready = True
-        return args, {**kwargs, "attention_mask": self._mask}
+        kwargs["attention_mask"] = self._bidirectional_mask(hidden_states, padding, kwargs)
+        return args, kwargs
 
-    def _bidirectional_mask(self, hidden_states: torch.Tensor, kwargs: Dict):
-        padding = self._padding_mask
+    def _bidirectional_mask(self, hidden_states: torch.Tensor, padding: Optional[torch.Tensor], kwargs: Dict):
         if padding is None or bool(padding.all()):
             # No padding: no mask at all, and `is_causal = False` does the rest
             # (this keeps sdpa on its fast kernels).

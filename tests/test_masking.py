@@ -103,3 +103,25 @@ def test_other_model_types_are_refused_with_the_supported_list():
     settings = DecoderSettings(unmask=LayerGroups.parse("all"))
     with pytest.raises(ConfigError, match=r"'gpt2'.*llama, mistral, qwen2, qwen3"):
         DecoderFactory(settings).wrap(base)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_gradient_checkpointing_recomputes_with_the_callers_own_mask(tiny_llama, attn):
+    ids = torch.tensor([[5, 17, 30, 42, 8], [9, 3, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+    def grads(checkpointing):
+        torch.manual_seed(0)
+        model = encoder(tiny_llama, "0101", attn).train()
+        if checkpointing:
+            model.transformer.gradient_checkpointing_enable({"use_reentrant": False})
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        # another call between forward and backward must not leak into the recompute
+        model(input_ids=ids[:1], attention_mask=mask[:1])
+        out[mask.bool()].sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        assert torch.allclose(plain[name], checkpointed[name], atol=1e-5), name
