@@ -5,8 +5,11 @@ from typing import Callable, List, Optional, Union
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
+from spacy_transformers.layers import trfs2arrays
+from spacy_transformers.layers._util import replace_listener
 from spacy_transformers.span_getters import configure_strided_spans
-from thinc.api import Model
+from thinc.api import Model, chain
+from thinc.types import Floats2d, Ragged
 
 from .decoder import DecoderSettings
 from .layer_groups import LayerGroups
@@ -77,6 +80,40 @@ def create_decoder_transformer(
     return DecoderTransformerModel(
         name, get_spans, settings, tokenizer_config, transformer_config, mixed_precision, scaler
     )
+
+
+@registry.architectures("spacy-unmask.Tok2VecDecoder.v1")
+def create_tok2vec_decoder(
+    name: str,
+    pooling: Model[Ragged, Floats2d],
+    grad_factor: float = 1.0,
+    unmask: Union[str, int] = "none",
+    n_layers: Optional[int] = None,
+    lora: Optional[LoraSettings] = None,
+    repeat: int = 1,
+    attn_implementation: str = "sdpa",
+    get_spans: Optional[Callable] = None,
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+) -> Model[List[Doc], List[Floats2d]]:
+    """A decoder used directly as one component's "tok2vec" layer, with no shared
+    `transformer` component. `nlp.replace_listeners` writes this architecture when a
+    listener gets its own copy of a `spacy-unmask.DecoderTransformer.v1`.
+
+    pooling (Model[Ragged, Floats2d]): Reduces a token's pieces to one vector
+        (e.g. `reduce_mean.v1`).
+    grad_factor (float): Reweights the gradients passed to the decoder (0 freezes it).
+    All other arguments: as in `spacy-unmask.DecoderTransformer.v1`.
+    """
+    decoder = create_decoder_transformer(
+        name, unmask, n_layers, lora, repeat, attn_implementation, get_spans,
+        tokenizer_config, transformer_config, mixed_precision, grad_scaler_config,
+    )
+    # The same nesting that `replace_listeners` builds (spacy-transformers'
+    # `replace_listener`), so weights saved from either load into the other.
+    return chain(replace_listener(decoder), trfs2arrays(pooling, grad_factor))
 
 
 def _check_against_local_model(name: str, settings: DecoderSettings, get_spans: Callable) -> None:

@@ -62,6 +62,8 @@ class LayerGroups:
             return frozenset()
         if self.kind == "all":
             return frozenset(range(n_layers))
+        if self.kind in ("first_half", "second_half") and n_layers < 2:
+            raise ConfigError(key, self.text, f"halves need at least 2 layers; the decoder keeps {n_layers}")
         if self.kind == "first_half":
             return frozenset(range(n_layers // 2))
         if self.kind == "second_half":

@@ -32,6 +32,11 @@ class ModelSource:
     gguf_file: Optional[str] = None
 
     @property
+    def name(self) -> str:
+        """The path a user named: the .gguf file, or the folder."""
+        return str(self.folder / self.gguf_file) if self.gguf_file else str(self.folder)
+
+    @property
     def from_pretrained_kwargs(self) -> Dict:
         kwargs: Dict = {"local_files_only": True}
         if self.gguf_file is not None:
@@ -51,6 +56,8 @@ def resolve_source(name: Union[str, Path], key: str = "name") -> ModelSource:
             ggufs = sorted(p.name for p in path.glob("*.gguf"))
             hint = f"; it holds {ggufs}: name one of them" if ggufs else ""
             raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (the folder has no config.json{hint})")
+        if not (path / "tokenizer.json").is_file():
+            raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (the folder has no tokenizer.json)")
         return ModelSource(path.resolve())
     raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (no such file or folder)")
 
@@ -72,8 +79,8 @@ def load_config(
         config = AutoConfig.from_pretrained(
             str(source.folder), **source.from_pretrained_kwargs, **(overrides or {})
         )
-    except (OSError, ValueError) as err:
-        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} ({err})") from err
+    except (OSError, ValueError, ImportError) as err:
+        raise ConfigError("name", source.name, f"{ACCEPTED_NAME} ({err})") from err
     check_model_type(config)
     total = config.num_hidden_layers
     if n_layers is not None:
@@ -93,8 +100,8 @@ def load_tokenizer(source: ModelSource, tokenizer_config: Optional[Dict] = None)
         tokenizer = AutoTokenizer.from_pretrained(
             str(source.folder), **source.from_pretrained_kwargs, **(tokenizer_config or {})
         )
-    except (OSError, ValueError, TypeError) as err:
-        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} (no usable tokenizer: {err})") from err
+    except (OSError, ValueError, TypeError, ImportError) as err:
+        raise ConfigError("name", source.name, f"{ACCEPTED_NAME} (no usable tokenizer: {err})") from err
     return prepare_tokenizer(tokenizer, from_gguf=source.gguf_file is not None)
 
 
@@ -138,6 +145,8 @@ def prepare_tokenizer(tokenizer, from_gguf: bool = False) -> PreTrainedTokenizer
         padding_side="right",
         model_max_length=tokenizer.model_max_length,
         clean_up_tokenization_spaces=False,
+        # Decoders take no segment ids; spacy-transformers would pass them on.
+        model_input_names=["input_ids", "attention_mask"],
     )
 
 
@@ -150,17 +159,28 @@ def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementat
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        return AutoModel.from_pretrained(
+        model, info = AutoModel.from_pretrained(
             str(source.folder),
             config=config,
             attn_implementation=attn_implementation,
+            output_loading_info=True,
             **source.from_pretrained_kwargs,
         )
-    except OSError as err:
-        raise ConfigError("name", str(source.folder), f"{ACCEPTED_NAME} (no usable weights: {err})") from err
+    except Exception as err:  # OSError, safetensors' header errors, GGUF parse errors...
+        raise ConfigError("name", source.name, f"{ACCEPTED_NAME} (no usable weights: {err})") from err
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+    if info["missing_keys"]:
+        # A checkpoint without these weights would train from random values, silently.
+        missing = sorted(info["missing_keys"])
+        raise ConfigError(
+            "name",
+            source.name,
+            f"{ACCEPTED_NAME} (its weights lack {len(missing)} tensors the config needs, "
+            f"e.g. {missing[:3]})",
+        )
+    return model
 
 
 def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:

@@ -38,14 +38,13 @@ class LoraSettings:
 
 def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
     """Wrap `model` with peft LoRA adapters; only the adapters stay trainable."""
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in settings.target_modules if m not in names]
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+    missing = [m for m in settings.target_modules if m not in linear]
     if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ConfigError(
             "lora.target_modules",
             settings.target_modules,
-            f"{missing} are not modules of this model; its linear layers are named {linear}",
+            f"{missing} are not linear layers of this model; its linear layers are named {linear}",
         )
     config = LoraConfig(
         r=settings.r,

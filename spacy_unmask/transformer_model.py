@@ -10,7 +10,7 @@ from typing import Callable, List, Tuple
 
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
-from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
+from spacy_transformers.layers._util import replace_listener
 from spacy_transformers.layers.hf_wrapper import HFWrapper
 from spacy_transformers.layers.transformer_model import (
     TransformerModel,
@@ -81,6 +81,17 @@ class DecoderTransformerModel(TransformerModel):
         copied.layers[0] = copy.deepcopy(self.layers[0])
         copied.attrs["has_transformer"] = self.attrs["has_transformer"]
         return copied
+
+
+def replace_listener_cfg(tok2vec_model_cfg: dict, listener_model_cfg: dict) -> dict:
+    """The config of a listener replaced by its own copy of the decoder (`nlp.replace_listeners`)."""
+    result = dict(tok2vec_model_cfg)
+    if "TransformerListener" in listener_model_cfg.get("@architectures", ""):
+        result["@architectures"] = "spacy-unmask.Tok2VecDecoder.v1"
+        for key in ("pooling", "grad_factor"):
+            if key in listener_model_cfg:
+                result[key] = listener_model_cfg[key]
+    return result
 
 
 def load_decoder(name: str, settings: DecoderSettings, tok_cfg: dict, trf_cfg: dict) -> HFObjects:

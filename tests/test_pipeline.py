@@ -97,3 +97,17 @@ def test_a_name_that_is_not_a_local_path_fails_at_initialize():
     nlp = build_nlp("HuggingFaceTB/SmolLM2-135M", unmask="none")
     with pytest.raises(ConfigError, match=r"name='HuggingFaceTB/SmolLM2-135M'.*never downloads"):
         nlp.initialize()
+
+
+def test_replaced_listeners_save_and_load_as_their_own_decoder(tiny_llama):
+    nlp = build_nlp(tiny_llama, unmask="second_half")
+    train(nlp, steps=3)
+    nlp.replace_listeners("transformer", "ner", ["model.tok2vec"])
+    tok2vec_cfg = nlp.config["components"]["ner"]["model"]["tok2vec"]
+    assert tok2vec_cfg["@architectures"] == "spacy-unmask.Tok2VecDecoder.v1"
+    assert tok2vec_cfg["unmask"] == "second_half" and "pooling" in tok2vec_cfg
+    restored = spacy.util.load_model_from_config(nlp.config, auto_fill=True)
+    restored.from_bytes(nlp.to_bytes())
+    docs_a, docs_b = list(nlp.pipe(TEXTS)), list(restored.pipe(TEXTS))
+    for a, b in zip(docs_a, docs_b):
+        assert [(e.start, e.end, e.label_) for e in a.ents] == [(e.start, e.end, e.label_) for e in b.ents]
