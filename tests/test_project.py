@@ -88,3 +88,22 @@ def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
     loaded = spacy.load(packages / "en_unmask_smoke-0.0.1" / "en_unmask_smoke" / "en_unmask_smoke-0.0.1")
     assert loaded.pipe_names == ["transformer", "ner", "spancat"]
     assert len(list(loaded.pipe(["Going to New York tomorrow 😀", "", "  "]))) == 3
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.cfg")))
+def test_every_shipped_config_passes_spacy_debug_config(config):
+    # the GPU config too: on a CPU machine it must at least validate
+    result = script("-m", "spacy", "debug", "config", f"configs/{config}", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Config is valid" in result.stdout
+
+
+def test_project_yml_workflow_goes_from_assets_to_an_installed_package():
+    import srsly
+
+    project = srsly.read_yaml(ROOT / "project.yml")
+    commands = {c["name"] for c in project["commands"]}
+    assert project["workflows"]["all"] == ["assets", "corpus", "train", "evaluate", "package", "install"]
+    assert set(project["workflows"]["all"]) <= commands
+    for var in ("gpu_id", "seed", "unmask", "n_layers", "repeat", "n_dev", "n_test", "split_seed"):
+        assert var in project["vars"]
