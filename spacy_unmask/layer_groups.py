@@ -36,10 +36,19 @@ class LayerGroups:
         """Check the syntax of a specification (the layer count is checked later)."""
         if isinstance(value, LayerGroups):
             return value
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        if isinstance(value, int) and not isinstance(value, bool):
+            # A number has already lost any leading zeros ("0010" on spaCy's command
+            # line arrives as 10), so reading it as a pattern could pick wrong layers.
+            raise ConfigError(
+                key,
+                value,
+                "a string, not a number: numbers lose leading zeros (0010 becomes 10). "
+                "Quote it: unmask = \"0010\" in a config, or "
+                "--components.transformer.model.unmask '\"0010\"' on the command line",
+            )
+        if not isinstance(value, str):
             raise ConfigError(key, value, ACCEPTED)
-        # A config line `unmask = 1100` arrives as the integer 1100.
-        text = str(value).strip().lower().replace(" ", "")
+        text = value.strip().lower().replace(" ", "")
         if text in NAMED:
             return cls(text, text)
         if _PATTERN.fullmatch(text):

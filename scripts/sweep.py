@@ -1,0 +1,220 @@
+"""The layer-group sweep: which layers to unmask, against an encoder and spaCy's CNN.
+
+    python scripts/sweep.py [--quick] [--out reports/sweep] [--stage all|grid|specs|seeds|report]
+
+Stages (each finished run leaves `OUT/<run>.json`; a restarted sweep skips those):
+1. grid:  each family's learning rate from three values, on the dev split with seed 0
+          (the decoder with unmask "none", the MiniLM encoder, the CNN tok2vec);
+2. specs: one NER pipeline per unmask spec (and repeat 2) at the decoder's chosen rate,
+          plus both baselines at theirs, all with seed 0, scored on dev and test;
+3. seeds: seeds 1 and 2 for the three specs best on *dev*, for "none" and the baselines;
+4. report: `OUT.md` (table) and `OUT.png` (plot) from all run files.
+The budget (layers kept, epochs, batch) lives in configs/sweep_*.cfg and is the same
+for every spec. `--quick` trains each run a few steps on a small slice (for CI).
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import spacy
+from spacy.cli.evaluate import evaluate
+from spacy.tokens import DocBin
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ["none", "all", "first_half", "second_half", "1000", "0100", "0010", "0001", "repeat2"]
+GRID = {
+    "decoder": [5e-5, 1e-4, 2e-4],
+    "minilm": [1e-4, 2e-4, 5e-4],
+    "tok2vec": [5e-4, 1e-3, 2e-3],
+}
+# how each family's config takes its learning rate
+LR_KEY = {
+    "decoder": "training.optimizer.learn_rate.initial_rate",
+    "minilm": "training.optimizer.learn_rate.initial_rate",
+    "tok2vec": "training.optimizer.learn_rate",
+}
+SEEDS = (0, 1, 2)
+
+
+def log(message: str) -> None:
+    print(f"[sweep {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_id(family: str, spec: str, lr: float, seed: int) -> str:
+    name = family if family != "decoder" else f"decoder-{spec}"
+    return f"{name}-lr{lr:g}-s{seed}"
+
+
+def overrides(family: str, spec: str, lr: float, seed: int, quick: bool) -> list:
+    args = [f"--{LR_KEY[family]}", str(lr), "--system.seed", str(seed)]
+    if family == "decoder":
+        unmask, repeat = ("none", 2) if spec == "repeat2" else (spec, 1)
+        # quoted: spaCy's command line would read 0010 as the number 10
+        args += ["--components.transformer.model.unmask", json.dumps(unmask), "--components.transformer.model.repeat", str(repeat)]
+        if quick:
+            args += ["--components.transformer.model.n_layers", "4"]
+    if quick:
+        args += ["--training.max_steps", "3", "--training.eval_frequency", "3", "--training.max_epochs", "0"]
+        if family != "tok2vec":
+            args += ["--training.optimizer.learn_rate.warmup_steps", "1"]
+    return args
+
+
+def corpus_paths(corpus: Path, quick: bool, out: Path) -> dict:
+    missing = [p for p in ("train", "dev", "test") if not (corpus / f"{p}.spacy").is_file()]
+    if missing:
+        raise SystemExit(f"{corpus / missing[0]}.spacy is missing: run `spacy project run corpus` first")
+    if not quick:
+        return {p: corpus / f"{p}.spacy" for p in ("train", "dev", "test")}
+    small = out / "corpus"
+    small.mkdir(parents=True, exist_ok=True)
+    vocab = spacy.blank("en").vocab
+    for part, n in (("train", 24), ("dev", 12), ("test", 12)):
+        docs = list(DocBin().from_disk(corpus / f"{part}.spacy").get_docs(vocab))[:n]
+        DocBin(docs=docs).to_disk(small / f"{part}.spacy")
+    return {p: small / f"{p}.spacy" for p in ("train", "dev", "test")}
+
+
+def count_words(path: Path) -> int:
+    return sum(len(d) for d in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
+
+
+def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> dict:
+    """One run; its JSON is the resume marker."""
+    name = run_id(family, spec, lr, seed)
+    target = out / f"{name}.json"
+    if target.is_file():
+        return json.loads(target.read_text())
+    model_dir = out / "training" / name
+    cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / f"configs/sweep_{family}.cfg"),
+           "--output", str(model_dir), "--paths.train", str(paths["train"]), "--paths.dev", str(paths["dev"]),
+           *overrides(family, spec, lr, seed, quick)]
+    log(f"training {name}")
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    best = model_dir / "model-best"
+    scores = {part: evaluate(str(best), paths[part], silent=True) for part in ("dev", "test")}
+    record = {
+        "run": name, "family": family, "spec": spec, "learn_rate": lr, "seed": seed,
+        "unmasked_layers": unmasked_layers(best) if family == "decoder" else None,
+        "train_seconds": round(seconds, 1),
+        "train_words": count_words(paths["train"]),
+        "dev": {k: scores["dev"][k] for k in ("ents_p", "ents_r", "ents_f")},
+        "test": {k: scores["test"][k] for k in ("ents_p", "ents_r", "ents_f")},
+        "test_words_per_s": round(scores["test"]["speed"], 1),
+        "quick": quick,
+    }
+    target.write_text(json.dumps(record, indent=2) + "\n")
+    log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
+    return record
+
+
+def unmasked_layers(model_path: Path) -> str:
+    nlp = spacy.load(model_path, exclude=["ner"])
+    model = nlp.get_pipe("transformer").model
+    layers = sorted(model.transformer.unmasked_layers)
+    return ",".join(map(str, layers)) if layers else "-"
+
+
+def best_rate(records) -> float:
+    return max(records, key=lambda r: r["dev"]["ents_f"])["learn_rate"]
+
+
+def mean_spread(values):
+    mean = statistics.mean(values)
+    spread = (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def write_report(records, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = {r["family"]: r["learn_rate"] for r in records if r.get("chosen")}
+    groups = {}
+    for r in records:
+        if r["learn_rate"] == rates.get(r["family"]):
+            key = r["spec"] if r["family"] == "decoder" else r["family"]
+            groups.setdefault(key, []).append(r)
+    lines = [
+        "| system | layers unmasked | seeds | test P | test R | test F1 (mean ± half-range) | train s | words/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for key, runs in groups.items():
+        f1, spread = mean_spread([100 * r["test"]["ents_f"] for r in runs])
+        p = statistics.mean(100 * r["test"]["ents_p"] for r in runs)
+        rc = statistics.mean(100 * r["test"]["ents_r"] for r in runs)
+        rows.append((key, runs[0].get("unmasked_layers") or "n/a", len(runs), p, rc, f1, spread,
+                     statistics.mean(r["train_seconds"] for r in runs), statistics.mean(r["test_words_per_s"] for r in runs)))
+    rows.sort(key=lambda row: -row[5])
+    for key, layers, n, p, rc, f1, spread, secs, wps in rows:
+        lines.append(f"| {key} | {layers} | {n} | {p:.1f} | {rc:.1f} | {f1:.1f} ± {spread:.1f} | {secs:.0f} | {wps:.0f} |")
+    lines.append("")
+    lines.append("Learning rates chosen on dev (seed 0): " + ", ".join(f"{k} {v:g}" for k, v in sorted(rates.items())))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+    decoder_rows = [row for row in rows if row[0] not in ("minilm", "tok2vec")]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.errorbar(range(len(decoder_rows)), [r[5] for r in decoder_rows], yerr=[r[6] for r in decoder_rows], fmt="o", capsize=4)
+    ax.set_xticks(range(len(decoder_rows)), [r[0] for r in decoder_rows], rotation=30)
+    for row, style in zip([r for r in rows if r[0] in ("minilm", "tok2vec")], ("--", ":")):
+        ax.axhline(row[5], linestyle=style, color="gray", label=f"{row[0]} {row[5]:.1f}")
+    ax.set_ylabel("test NER F1")
+    ax.set_title("SmolLM2 layer-group unmasking on WNUT-16 (our split)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="folder with train/dev/test.spacy")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "sweep")
+    parser.add_argument("--stage", choices=["all", "grid", "specs", "seeds", "report"], default="all")
+    args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    paths = corpus_paths(args.corpus, args.quick, out)
+    families = ("decoder", "minilm", "tok2vec")
+    # --quick checks the machinery, not the science: one rate per family, one extra seed
+    rates = {f: GRID[f][1:2] if args.quick else GRID[f] for f in families}
+    seeds = SEEDS[:2] if args.quick else SEEDS
+    grid = {f: [train_and_score(f, "none", lr, 0, paths, out, args.quick) for lr in rates[f]] for f in families}
+    chosen = {f: best_rate(grid[f]) for f in families}
+    log(f"chosen learning rates: {chosen}")
+    if args.stage == "grid":
+        return 0
+    records = [r for f in families for r in grid[f]]
+    if args.stage in ("all", "specs", "seeds"):
+        for spec in SPECS:
+            records.append(train_and_score("decoder", spec, chosen["decoder"], 0, paths, out, args.quick))
+    if args.stage in ("all", "seeds"):
+        firsts = [r for r in records if r["family"] == "decoder" and r["learn_rate"] == chosen["decoder"] and r["seed"] == 0]
+        ranked = sorted({r["spec"]: r for r in firsts}.values(), key=lambda r: -r["dev"]["ents_f"])
+        again = {r["spec"] for r in ranked[:3]} | {"none"}
+        for seed in seeds[1:]:
+            for spec in sorted(again):
+                records.append(train_and_score("decoder", spec, chosen["decoder"], seed, paths, out, args.quick))
+            for family in ("minilm", "tok2vec"):
+                records.append(train_and_score(family, "none", chosen[family], seed, paths, out, args.quick))
+    unique = {r["run"]: r for r in records}
+    for r in unique.values():
+        r["chosen"] = r["learn_rate"] == chosen[r["family"]]
+    write_report(list(unique.values()), out)
+    log(f"report: {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
