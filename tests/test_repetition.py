@@ -9,6 +9,7 @@ from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.repetition import repeat_pieces
 
 from .pipelines import build_nlp, train
+from .test_masking import assert_padding_invariant
 from .test_pipeline import assert_same_predictions
 
 
@@ -50,14 +51,7 @@ def test_vectors_come_from_the_last_copy_of_a_manual_forward(tiny_llama):
 
 @pytest.mark.parametrize("unmask", ["none", "second_half"])
 def test_repeated_vectors_do_not_depend_on_a_padded_batch_mate(tiny_llama, unmask):
-    model = encoder(tiny_llama, 2, unmask)
-    short = torch.tensor([[9, 3, 7]])
-    batch = torch.tensor([[5, 17, 30, 42, 8, 11], [9, 3, 7, 0, 0, 0]])
-    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
-    with torch.no_grad():
-        alone = model(input_ids=short, attention_mask=torch.ones_like(short)).last_hidden_state[0]
-        padded = model(input_ids=batch, attention_mask=mask).last_hidden_state[1, :3]
-    assert torch.allclose(alone, padded, atol=1e-5)
+    assert_padding_invariant(encoder(tiny_llama, 2, unmask))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
