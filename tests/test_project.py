@@ -71,11 +71,12 @@ def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
     DocBin(docs=docs).to_disk(small)
     out = tmp_path / "training"
     script(
-        "-m", "spacy", "train", "configs/cpu.cfg", "--output", out,
-        "--paths.train", small, "--paths.dev", corpus / "dev.spacy", "--paths.model", smollm2_dir(),
-        "--components.transformer.model.n_layers", 2, "--training.max_steps", 3,
-        "--training.eval_frequency", 3, "--training.optimizer.learn_rate.warmup_steps", 1,
+        "scripts/train.py", "configs/cpu.cfg", out, "--paths.train", small, "--paths.dev", corpus / "dev.spacy",
+        "--paths.model", smollm2_dir(), "--n-layers", 2, "--max-epochs", 1, "--unmask", "01",
     )
+    trained = spacy.util.load_config(out / "model-best" / "config.cfg")["components"]["transformer"]["model"]
+    # the project's vars reach the config as values: the pattern keeps its leading zero
+    assert (trained["unmask"], trained["n_layers"], trained["repeat"]) == ("01", 2, 1)
     metrics = tmp_path / "metrics.json"
     script("scripts/evaluate.py", out / "model-best", corpus / "test.spacy", metrics)
     scores = json.loads(metrics.read_text())
