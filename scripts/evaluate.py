@@ -10,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-import spacy
 from spacy.cli.evaluate import evaluate
 
 

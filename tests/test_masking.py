@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoModel, GPT2Config
 
-from spacy_unmask.decoder import DecoderEncoder, DecoderFactory, DecoderSettings
+from spacy_unmask.decoder import DecoderFactory, DecoderSettings
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.loading import resolve_source, load_config
