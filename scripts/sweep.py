@@ -28,7 +28,7 @@ from spacy.tokens import DocBin
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ["none", "all", "first_half", "second_half", "1000", "0100", "0010", "0001", "repeat2"]
 GRID = {
-    "decoder": [5e-5, 1e-4, 2e-4],
+    "decoder": [5e-4, 1e-3, 2e-3],  # LoRA adapters and the ner head
     "minilm": [1e-4, 2e-4, 5e-4],
     "tok2vec": [5e-4, 1e-3, 2e-3],
 }

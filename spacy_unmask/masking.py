@@ -6,7 +6,7 @@ the attention module's `is_causal` flag). A layer becomes bidirectional when its
 attention module has `is_causal = False` *and* it receives a padding-only mask.
 We get there through the model's own seams: a forward pre-hook on the model passes
 the 2-D padding mask of the call down to the layers, and a pre-hook on each chosen layer swaps the
-`attention_mask` keyword for a mask built by transformers' own
+`attention_mask` keyword for a mask built (once per call) by transformers' own
 `create_causal_mask`, widened with an or-mask that lets every query see every key.
 """
 from typing import Dict, FrozenSet, Optional, Tuple
@@ -41,6 +41,21 @@ def _see_everything(batch_idx, head_idx, q_idx, kv_idx):
 _PADDING_KEY = "spacy_unmask_padding"
 
 
+class _CallPadding:
+    """The 2-D padding mask of one forward call, and the 4-D mask built from it.
+
+    The unmasked layers of one call share the same mask, so the first one builds it
+    and the others (and gradient-checkpointing recomputes of the same call) reuse it.
+    """
+
+    __slots__ = ("padding", "mask", "built")
+
+    def __init__(self, padding: Optional[torch.Tensor]):
+        self.padding = padding
+        self.mask = None
+        self.built = False
+
+
 class LayerUnmasker:
     """Installs the hooks that make `layers` of `model` bidirectional.
 
@@ -70,7 +85,7 @@ class LayerUnmasker:
             self._handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
 
     def _pass_padding_down(self, module, args: Tuple, kwargs: Dict):
-        return args, {**kwargs, _PADDING_KEY: kwargs.get("attention_mask")}
+        return args, {**kwargs, _PADDING_KEY: _CallPadding(kwargs.get("attention_mask"))}
 
     def _drop_padding(self, module, args: Tuple, kwargs: Dict):
         kwargs = dict(kwargs)
@@ -79,9 +94,12 @@ class LayerUnmasker:
 
     def _swap_mask(self, module, args: Tuple, kwargs: Dict):
         kwargs = dict(kwargs)
-        padding = kwargs.pop(_PADDING_KEY, None)
-        hidden_states = args[0] if args else kwargs["hidden_states"]
-        kwargs["attention_mask"] = self._bidirectional_mask(hidden_states, padding, kwargs)
+        call = kwargs.pop(_PADDING_KEY, None) or _CallPadding(None)
+        if not call.built:
+            hidden_states = args[0] if args else kwargs["hidden_states"]
+            call.mask = self._bidirectional_mask(hidden_states, call.padding, kwargs)
+            call.built = True
+        kwargs["attention_mask"] = call.mask
         return args, kwargs
 
     def _bidirectional_mask(self, hidden_states: torch.Tensor, padding: Optional[torch.Tensor], kwargs: Dict):

@@ -129,3 +129,19 @@ def test_gradient_checkpointing_recomputes_with_the_callers_own_mask(tiny_llama,
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         assert torch.allclose(plain[name], checkpointed[name], atol=1e-5), name
+
+
+def test_the_bidirectional_mask_is_built_once_per_call(tiny_llama, monkeypatch):
+    import spacy_unmask.masking as masking
+
+    calls = []
+    real = masking.create_causal_mask
+    monkeypatch.setattr(masking, "create_causal_mask", lambda **kw: calls.append(1) or real(**kw))
+    model = encoder(tiny_llama, "all")
+    ids = torch.tensor([[5, 17, 30, 42, 8], [9, 3, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+        model(input_ids=ids[1:, :3], attention_mask=mask[1:, :3])  # no padding: no mask at all
+        model(input_ids=ids, attention_mask=mask)
+    assert len(calls) == 2
