@@ -1,7 +1,7 @@
 """Words/s of `nlp.pipe` against the bare Hugging Face forward pass on the same texts.
 
     python scripts/benchmark_inference.py PIPELINE_OR_MODEL [--texts N] [--batch-size B]
-        [--n-layers N] [--unmask SPEC] [--repeat K] [--output reports/benchmark_inference.json]
+        [--n-layers N] [--unmask SPEC] [--repeat K] [--gpu-id G] [--output reports/benchmark_inference.json]
 
 PIPELINE_OR_MODEL is a saved spaCy pipeline (a folder with config.cfg, or an
 installed package name) or a model folder; for a model folder a `transformer` +
@@ -9,11 +9,11 @@ installed package name) or a model folder; for a model folder a `transformer` +
 Texts are WNUT-16 tweets from the asset cache, in their file order, cut into the
 same batches for both measurements. The bare forward tokenizes with the same
 tokenizer and runs the same decoder module under `torch.no_grad`; the ratio of
-the two shows what tokenizing, aligning and the heads cost on top.
+the two shows what tokenizing, aligning and the heads cost on top. Each measurement
+runs in a process of its own (so each has its own peak memory), alternating;
+`--gpu-id 0` measures on a GPU, with the precision the pipeline's config sets.
 """
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch
 from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_assets import DATA_FILE, default_cache  # noqa: E402
+from benchmarking import alternate, fastest, read_tweets, report_child, synchronize, use_device, write_result  # noqa: E402
 
 PIPELINE_CONFIG = """
 [nlp]
@@ -55,22 +55,6 @@ grad_factor = 1.0
 """
 
 
-def read_tweets(limit: int):
-    path = default_cache() / DATA_FILE
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: run `python scripts/fetch_assets.py` first")
-    tweets, words = [], []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if line.strip():
-            words.append(line.split("\t")[0])
-        elif words:
-            tweets.append(" ".join(words))
-            words = []
-    if words:
-        tweets.append(" ".join(words))
-    return tweets[:limit]
-
-
 def load_pipeline(target: str, unmask: str, n_layers, repeat: int):
     path = Path(target)
     if path.is_dir() and (path / "config.json").is_file() and not (path / "config.cfg").is_file():
@@ -85,10 +69,47 @@ def load_pipeline(target: str, unmask: str, n_layers, repeat: int):
     return spacy.load(target)
 
 
-def timed(fn):
+def timed(fn) -> float:
     start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
+    fn()
+    synchronize()
+    return time.perf_counter() - start
+
+
+def child(args) -> None:
+    """One measurement (`pipe` or `bare`) in this process; prints its JSON line."""
+    device = use_device(args.gpu_id)
+    torch.manual_seed(0)
+    nlp = load_pipeline(args.target, args.unmask, args.n_layers, args.repeat)
+    model = nlp.get_pipe("transformer").model
+    texts = read_tweets(args.texts)
+    batches = [texts[i : i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
+    tokenizer, module = model.tokenizer, model.transformer
+    module.eval()
+
+    def bare(batches):
+        with torch.no_grad():
+            for batch in batches:
+                enc = tokenizer(batch, padding="longest", return_tensors="pt")
+                module(input_ids=enc["input_ids"].to(module.device), attention_mask=enc["attention_mask"].to(module.device))
+
+    def pipe(batches):
+        for _ in nlp.pipe((text for batch in batches for text in batch), batch_size=args.batch_size):
+            pass
+
+    run = pipe if args.child == "pipe" else bare
+    run(batches[:2])  # warm-up
+    seconds = min(timed(lambda: run(batches)) for _ in range(args.passes))
+    report_child({
+        "seconds": seconds,
+        "words": sum(1 for doc in nlp.tokenizer.pipe(texts) for t in doc if not t.is_space),
+        "texts": len(texts),
+        "device": device,
+        "unmask": str(model.attrs["settings"].unmask),
+        "repeat": model.attrs["settings"].repeat,
+        "layers": module.config.num_hidden_layers,
+        "mixed_precision": model.attrs["settings"].mixed_precision,
+    })
 
 
 def main() -> None:
@@ -99,52 +120,43 @@ def main() -> None:
     parser.add_argument("--n-layers", type=int, default=None)
     parser.add_argument("--unmask", default="second_half")
     parser.add_argument("--repeat", type=int, default=1, help="sequence repetition (model folders only)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes; the best is kept")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
+    parser.add_argument("--passes", type=int, default=2, help="timed passes over the texts inside each process")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_inference.json"))
+    parser.add_argument("--child", choices=["pipe", "bare"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args)
 
-    torch.manual_seed(0)
-    nlp = load_pipeline(args.target, args.unmask, args.n_layers, args.repeat)
-    trf = nlp.get_pipe("transformer")
-    model = trf.model
-    texts = read_tweets(args.texts)
-    n_words = sum(1 for doc in nlp.tokenizer.pipe(texts) for t in doc if not t.is_space)
-    batches = [texts[i : i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
-
-    tokenizer, module = model.tokenizer, model.transformer
-    module.eval()
-
-    def bare():
-        with torch.no_grad():
-            for batch in batches:
-                enc = tokenizer(batch, padding="longest", return_tensors="pt")
-                module(input_ids=enc["input_ids"].to(module.device), attention_mask=enc["attention_mask"].to(module.device))
-
-    list(nlp.pipe(texts[: args.batch_size], batch_size=args.batch_size))  # warm-up
-    # Alternate the two so that drift in machine load hits both alike; keep the best.
-    pipe_times, bare_times = [], []
-    for _ in range(args.repeats):
-        pipe_times.append(timed(lambda: list(nlp.pipe(texts, batch_size=args.batch_size)))[1])
-        bare_times.append(timed(bare)[1])
-    pipe_s, bare_s = min(pipe_times), min(bare_times)
-    result = {
+    forwarded = [args.target, "--texts", str(args.texts), "--batch-size", str(args.batch_size), "--unmask", args.unmask,
+                 "--repeat", str(args.repeat), "--gpu-id", str(args.gpu_id), "--passes", str(args.passes)]
+    if args.n_layers is not None:
+        forwarded += ["--n-layers", str(args.n_layers)]
+    runs = alternate(Path(__file__), forwarded, ["pipe", "bare"], args.rounds)
+    pipe, bare = fastest(runs["pipe"]), fastest(runs["bare"])
+    words = pipe["words"]
+    write_result({
+        "benchmark": "inference",
         "target": args.target,
-        "unmask": str(model.attrs["settings"].unmask),
-        "repeat": model.attrs["settings"].repeat,
-        "layers": module.config.num_hidden_layers,
-        "texts": len(texts),
-        "words": n_words,
+        "what": f"nlp.pipe vs bare forward, {pipe['layers']} layers, {pipe['unmask']}, repeat {pipe['repeat']}, batch {args.batch_size}",
+        "unmask": pipe["unmask"],
+        "repeat": pipe["repeat"],
+        "layers": pipe["layers"],
+        "texts": pipe["texts"],
+        "words": words,
         "batch_size": args.batch_size,
-        "nlp_pipe_words_per_s": round(n_words / pipe_s, 1),
-        "bare_forward_words_per_s": round(n_words / bare_s, 1),
-        "ratio": round(bare_s / pipe_s, 3),
-        "device": str(module.device),
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+        "unit": "words",
+        "ours_per_s": round(words / pipe["seconds"], 1),
+        "bare_per_s": round(words / bare["seconds"], 1),
+        "ratio": round(bare["seconds"] / pipe["seconds"], 3),
+        "ours_peak_memory_mb": pipe["peak_memory_mb"],
+        "bare_peak_memory_mb": bare["peak_memory_mb"],
+        "memory_kind": pipe["memory_kind"],
+        "device": pipe["device"],
+        "mixed_precision": pipe["mixed_precision"],
+        "all_seconds": {mode: [round(r["seconds"], 2) for r in rs] for mode, rs in runs.items()},
+    }, args.output)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ for every spec. `--quick` trains each run a few steps on a small slice (for CI).
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,8 @@ LR_KEY = {
     "tok2vec": "training.optimizer.learn_rate",
 }
 SEEDS = (0, 1, 2)
+# 3 families x 3 rates, 8 more specs, then 2 seeds x (3 best specs + none + 2 baselines)
+PLANNED_RUNS = 9 + len(SPECS) - 1 + 2 * 6
 
 
 def log(message: str) -> None:
@@ -104,7 +107,8 @@ def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> di
     cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / f"configs/sweep_{family}.cfg"),
            "--output", str(model_dir), "--paths.train", str(paths["train"]), "--paths.dev", str(paths["dev"]),
            *overrides(family, spec, lr, seed, quick)]
-    log(f"training {name}")
+    finished = len([p for p in out.glob("*.json") if (read_run(p) or {}).get("quick") == quick])
+    log(f"training {name} ({finished} runs finished so far, of about {PLANNED_RUNS} in a full sweep)")
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -125,6 +129,7 @@ def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> di
     partial = target.with_name(target.name + ".part")
     partial.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(partial, target)
+    shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB
     log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
     return record
 
@@ -144,6 +149,30 @@ def mean_spread(values):
     mean = statistics.mean(values)
     spread = (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
     return mean, spread
+
+
+def budget_text() -> str:
+    """The budget as the sweep configs state it (the same for every spec and seed)."""
+    from thinc.api import Config
+
+    def cfg(family):
+        return Config().from_disk(ROOT / f"configs/sweep_{family}.cfg", interpolate=False)
+
+    decoder = cfg("decoder")
+    training, model = decoder["training"], decoder["components"]["transformer"]["model"]
+    lora = model.get("lora")
+    adapters = f"LoRA r={lora['r']} on {', '.join(lora['target_modules'])}" if lora else "full fine-tuning"
+    epochs = {f: cfg(f)["training"]["max_epochs"] for f in ("decoder", "minilm", "tok2vec")}
+    same = len(set(epochs.values())) == 1
+    return (
+        f"Budget: NER only, {training['max_epochs']} epochs over the train split for every family"
+        f"{'' if same else ' (NOT equal: ' + str(epochs) + ')'}, "
+        f"batches of `{training['batcher']['@batchers']}` size {training['batcher']['size']}, "
+        f"dev scored every {training['eval_frequency']} steps (model-best kept), seeds as listed. "
+        f"Decoder: SmolLM2-135M cut to its first {model['n_layers']} of 30 layers, {adapters}, "
+        "with the ner head trained at the same rate. MiniLM-L6: all 6 layers, full fine-tuning "
+        "(stock `spacy-transformers.TransformerModel.v3`). tok2vec: spaCy's CNN from scratch."
+    )
 
 
 def write_report(records, out: Path) -> None:
@@ -174,6 +203,8 @@ def write_report(records, out: Path) -> None:
         lines.append(f"| {key} | {layers} | {n} | {p:.1f} | {rc:.1f} | {f1:.1f} ± {spread:.1f} | {secs:.0f} | {wps:.0f} |")
     lines.append("")
     lines.append("Learning rates chosen on dev (seed 0): " + ", ".join(f"{k} {v:g}" for k, v in sorted(rates.items())))
+    lines.append("")
+    lines.append(budget_text())
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
     decoder_rows = [row for row in rows if row[0] not in ("minilm", "tok2vec")]

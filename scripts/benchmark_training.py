@@ -1,0 +1,177 @@
+"""Subword pieces/s of spaCy's training loop against a bare forward+backward of the same model.
+
+    python scripts/benchmark_training.py CONFIG [--steps N] [--warmup W] [--gpu-id G]
+        [--paths.train corpus/train.spacy ...] [--output reports/benchmark_training.json]
+
+CONFIG is a training config (e.g. configs/cpu.cfg); any further `--section.key value`
+overrides it as on `spacy train`. Both measurements build the pipeline the way
+`spacy train` does (`init_nlp`) and take the same first batches from the config's
+own batcher and train corpus:
+- spacy: those batches through spaCy's own training loop (`train_while_improving`:
+  `nlp.update` of the decoder and every listening head, then each component's
+  optimizer step), without evaluation;
+- bare:  the same decoder module (same layers, unmasking, LoRA, precision) in a
+  plain PyTorch loop: tokenize, forward, a squared-norm loss over the real pieces,
+  backward, and a torch Adam step over the same trainable parameters.
+The ratio bare seconds / spaCy seconds shows what the heads, listeners, alignment
+and thinc's optimizer cost on top. Each measurement runs in its own process
+(alternating, `--rounds` times) so that each has its own peak memory.
+"""
+import argparse
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import spacy
+import torch
+from spacy.schemas import ConfigSchemaTraining
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train_while_improving
+from spacy.cli._util import parse_config_overrides
+from spacy.util import load_config, registry, resolve_dot_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarking import alternate, fastest, report_child, synchronize, use_device, write_result  # noqa: E402
+
+
+def build(config_path: Path, overrides: dict):
+    """The initialized pipeline, its training settings and its first batches, as spacy train makes them."""
+    config = load_config(config_path, overrides=overrides, interpolate=False)
+    nlp = init_nlp(config)
+    resolved = nlp.config.interpolate()
+    training = registry.resolve(resolved["training"], schema=ConfigSchemaTraining)
+    (train_corpus,) = resolve_dot_names(resolved, [training["train_corpus"]])
+    return nlp, training, train_corpus
+
+
+def pieces_in(model, batch) -> int:
+    """Real (non-padding) subword pieces the decoder sees for these examples."""
+    encoded = model.tokenizer([eg.reference.text for eg in batch], truncation=True)
+    return sum(len(ids) for ids in encoded["input_ids"]) * model.attrs["settings"].repeat
+
+
+def child(args, overrides: dict) -> None:
+    device = use_device(args.gpu_id)
+    nlp, training, train_corpus = build(args.config, overrides)
+    trf = nlp.get_pipe("transformer").model
+    batches = list(islice(training["batcher"](train_corpus(nlp)), args.warmup + args.steps))
+    if len(batches) < args.warmup + args.steps:
+        raise SystemExit(f"the train corpus gives only {len(batches)} batches; lower --steps/--warmup")
+    pieces = sum(pieces_in(trf, batch) for batch in batches[args.warmup :])
+    if args.child == "spacy":
+        seconds = time_spacy_loop(nlp, training, batches, args.warmup)
+    else:
+        seconds = time_bare_loop(trf, training, batches, args.warmup)
+    module = trf.transformer
+    report_child({
+        "seconds": seconds,
+        "pieces": pieces,
+        "steps": args.steps,
+        "device": device,
+        "layers": module.config.num_hidden_layers,
+        "unmask": str(trf.attrs["settings"].unmask),
+        "lora": trf.attrs["settings"].lora is not None,
+        "mixed_precision": trf.attrs["settings"].mixed_precision,
+        "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "pipeline": nlp.pipe_names,
+    })
+
+
+def time_spacy_loop(nlp, training, batches, warmup: int) -> float:
+    # spaCy's own step: update every component, then each one's optimizer step
+    steps = train_while_improving(
+        nlp,
+        training["optimizer"],
+        ((0, batch) for batch in batches),
+        evaluate=lambda: (0.0, {}),
+        dropout=training["dropout"],
+        accumulate_gradient=training["accumulate_gradient"],
+        eval_frequency=10**9,
+        patience=0,
+        max_steps=0,
+        exclude=training["frozen_components"],
+        annotating_components=training["annotating_components"],
+        before_update=None,
+    )
+    for _ in islice(steps, warmup):
+        pass
+    synchronize()
+    start = time.perf_counter()
+    for _ in steps:
+        pass
+    synchronize()
+    return time.perf_counter() - start
+
+
+def time_bare_loop(trf, training, batches, warmup: int) -> float:
+    module, tokenizer = trf.transformer, trf.tokenizer
+    module.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-5)
+    device = module.device
+
+    def step(batch):
+        enc = tokenizer([eg.reference.text for eg in batch], padding="longest", truncation=True, return_tensors="pt")
+        mask = enc["attention_mask"].to(device)
+        states = module(input_ids=enc["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        loss = (states.pow(2).sum(-1) * mask).sum() / mask.sum()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch in batches[:warmup]:
+        step(batch)
+    synchronize()
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        step(batch)
+    synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
+    parser.add_argument("--output", type=Path, default=Path("reports/benchmark_training.json"))
+    parser.add_argument("--child", choices=["spacy", "bare"], help=argparse.SUPPRESS)
+    args, extra = parser.parse_known_args()
+    overrides = parse_config_overrides(list(extra))  # it empties the list it is given
+    if args.child:
+        return child(args, overrides)
+
+    forwarded = [str(args.config), "--steps", str(args.steps), "--warmup", str(args.warmup), "--gpu-id", str(args.gpu_id), *extra]
+    runs = alternate(Path(__file__), forwarded, ["spacy", "bare"], args.rounds)
+    ours, bare = fastest(runs["spacy"]), fastest(runs["bare"])
+    lora = "LoRA" if ours["lora"] else "full fine-tuning"
+    precision = "bf16" if ours["mixed_precision"] and args.gpu_id >= 0 else "fp32"
+    write_result({
+        "benchmark": "training",
+        "target": str(args.config),
+        "overrides": overrides,
+        "what": f"spacy train loop ({' + '.join(ours['pipeline'])}) vs bare fwd+bwd+Adam, "
+                f"{ours['layers']} layers, {ours['unmask']}, {lora}, {precision}, {ours['steps']} steps",
+        "layers": ours["layers"],
+        "unmask": ours["unmask"],
+        "steps": ours["steps"],
+        "pieces": ours["pieces"],
+        "unit": "pieces",
+        "ours_per_s": round(ours["pieces"] / ours["seconds"], 1),
+        "bare_per_s": round(bare["pieces"] / bare["seconds"], 1),
+        "ratio": round(bare["seconds"] / ours["seconds"], 3),
+        "ours_peak_memory_mb": ours["peak_memory_mb"],
+        "bare_peak_memory_mb": bare["peak_memory_mb"],
+        "memory_kind": ours["memory_kind"],
+        "trainable_parameters": ours["trainable_parameters"],
+        "device": ours["device"],
+        "mixed_precision": precision,
+        "all_seconds": {mode: [round(r["seconds"], 2) for r in rs] for mode, rs in runs.items()},
+    }, args.output)
+
+
+if __name__ == "__main__":
+    main()

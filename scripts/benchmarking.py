@@ -1,0 +1,115 @@
+"""What the two benchmark scripts share: the texts, one measurement per process, the report.
+
+Each measurement runs in a child process of its own, so that its peak memory is its
+own (resident set size on CPU, torch's peak allocation on a GPU); the parent
+alternates the two measurements so that drift in machine load hits both alike.
+"""
+import json
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+from fetch_assets import DATA_FILE, default_cache
+
+TARGETS = {"inference": 0.90, "training": 0.85}
+
+
+def read_tweets(limit: int) -> List[str]:
+    """WNUT-16 tweets from the asset cache, in file order, words joined by spaces."""
+    path = default_cache() / DATA_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `python scripts/fetch_assets.py` first")
+    tweets, words = [], []
+    for line in path.read_text(encoding="utf8").splitlines():
+        if line.strip():
+            words.append(line.split("\t")[0])
+        elif words:
+            tweets.append(" ".join(words))
+            words = []
+    if words:
+        tweets.append(" ".join(words))
+    return tweets[:limit]
+
+
+def use_device(gpu_id: int) -> str:
+    """Put thinc (and so spaCy and our module) on the GPU if asked; name the device."""
+    import torch
+    import spacy
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+        return torch.cuda.get_device_name(gpu_id)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def peak_memory() -> Dict[str, float]:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1), "memory_kind": "GPU, torch peak allocated"}
+    # Linux reports ru_maxrss in KiB
+    return {"peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "memory_kind": "CPU, peak RSS"}
+
+
+def report_child(result: Dict) -> None:
+    """A child's last line on stdout: its measurement as JSON."""
+    print(json.dumps({**result, **peak_memory()}), flush=True)
+
+
+def alternate(script: Path, args: List[str], modes: List[str], rounds: int) -> Dict[str, List[Dict]]:
+    """Run `script --child MODE ARGS` for each mode, `rounds` times, alternating."""
+    runs: Dict[str, List[Dict]] = {mode: [] for mode in modes}
+    for round_ in range(rounds):
+        for mode in modes:
+            print(f"[benchmark] round {round_ + 1}/{rounds}: {mode}", file=sys.stderr, flush=True)
+            result = subprocess.run([sys.executable, str(script), *args, "--child", mode], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"the {mode} measurement failed:\n{result.stderr[-3000:]}")
+            runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def fastest(runs: List[Dict]) -> Dict:
+    """The run with the shortest time, with the highest peak memory of all runs."""
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best["peak_memory_mb"] = max(r["peak_memory_mb"] for r in runs)
+    return best
+
+
+def write_result(result: Dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    write_report(output.parent)
+
+
+def write_report(folder: Path) -> None:
+    """reports/benchmark.md: one row per benchmark JSON that carries the ratio schema."""
+    lines = [
+        "| benchmark | file | what | device | ours (unit/s) | bare (unit/s) | ratio (target) | peak MB ours / bare |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(folder.glob("benchmark_*.json")):
+        r = json.loads(path.read_text())
+        kind = r.get("benchmark", "inference")
+        unit = r.get("unit", "words")
+        ours = r.get("ours_per_s", r.get("nlp_pipe_words_per_s"))
+        bare = r.get("bare_per_s", r.get("bare_forward_words_per_s"))
+        mem = r.get("ours_peak_memory_mb"), r.get("bare_peak_memory_mb")
+        memory = f"{mem[0]:.0f} / {mem[1]:.0f}" if None not in mem else "not measured"
+        what = r.get("what") or f"{r.get('layers')} layers, {r.get('unmask')}, repeat {r.get('repeat')}"
+        lines.append(
+            f"| {kind} | `{path.name}` | {what} | {r.get('device', 'cpu')} | {ours} {unit} | {bare} {unit} "
+            f"| {r['ratio']:.2f} ({TARGETS[kind]:.2f}) | {memory} |"
+        )
+    (folder / "benchmark.md").write_text("\n".join(lines) + "\n")
