@@ -12,7 +12,7 @@ own batcher and train corpus:
   optimizer step), without evaluation;
 - bare:  the same decoder module (same layers, unmasking, LoRA, precision) in a
   plain PyTorch loop: tokenize, forward, a squared-norm loss over the real pieces,
-  backward, and a torch Adam step over the same trainable parameters.
+  backward, a torch Adam step over the same trainable parameters, gradients zeroed in place.
 The ratio bare seconds / spaCy seconds shows what the heads, listeners, alignment
 and thinc's optimizer cost on top. Each measurement runs in its own process
 (alternating, `--rounds` times) so that each has its own peak memory.
@@ -118,7 +118,7 @@ def time_bare_loop(trf, training, batches, warmup: int) -> float:
         loss = (states.pow(2).sum(-1) * mask).sum() / mask.sum()
         loss.backward()
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=False)  # in place, as thinc does: faster here than freeing
 
     for batch in batches[:warmup]:
         step(batch)
