@@ -11,6 +11,7 @@ from typing import Callable, List, Tuple
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
 from spacy_transformers.layers._util import replace_listener
+from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.hf_wrapper import HFWrapper
 from spacy_transformers.layers.transformer_model import (
     TransformerModel,
@@ -20,12 +21,37 @@ from spacy_transformers.layers.transformer_model import (
     set_pytorch_transformer,
 )
 from spacy_transformers.truncate import truncate_oversize_splits
-from thinc.api import Model, get_torch_default_device
+from thinc.api import Model, get_torch_default_device, torch2xp, xp2torch
 from transformers import AutoConfig, PreTrainedTokenizerFast
 
 from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
+
+
+class DecoderShim(HFShim):
+    """spacy-transformers' shim, minus one pass over every gradient per step.
+
+    thinc's optimizers hand each gradient back zeroed (thinc's own layers rely on
+    it), and on CPU and GPU alike they work on views of the torch tensors; thinc's
+    `PyTorchShim.finish_update` zeroes every gradient once more after that. Here a
+    gradient is only written again when the optimizer was skipped (an overflow under
+    mixed precision) or gave it back in other memory.
+    """
+
+    def finish_update(self, optimizer) -> None:
+        for name, param in self._model.named_parameters():
+            if param.grad is None:
+                continue
+            if self._grad_scaler.found_inf:  # the step is skipped: drop the gradient
+                param.grad.zero_()
+                continue
+            data, grad = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad))
+            param.data = xp2torch(data, requires_grad=True, device=param.device)
+            returned = xp2torch(grad, device=param.device)
+            if returned.data_ptr() != param.grad.data_ptr():
+                param.grad.copy_(returned)
+        self._grad_scaler.update()
 
 
 class DecoderTransformerModel(TransformerModel):
@@ -50,6 +76,15 @@ class DecoderTransformerModel(TransformerModel):
             grad_scaler_config=dict(grad_scaler_config),
             config_cls=AutoConfig,
             model_cls=DecoderFactory(settings),
+            tokenizer_cls=PreTrainedTokenizerFast,
+        )
+        stock = wrapper.shims[0]
+        wrapper.shims[0] = DecoderShim(
+            hf_objects,
+            mixed_precision=mixed_precision,
+            grad_scaler_config=dict(grad_scaler_config),
+            config_cls=AutoConfig,
+            model_cls=stock.model_cls,
             tokenizer_cls=PreTrainedTokenizerFast,
         )
         Model.__init__(
