@@ -31,6 +31,8 @@ def test_quick_sweep_writes_every_run_a_table_and_a_plot_and_resumes(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert table.startswith("| system | layers unmasked |")
     assert all(f"| {name} |" in table for name in ("none", "0010", "repeat2", "minilm", "tok2vec"))
+    assert "Budget: NER only" in table and "Best decoder spec on dev" in table and "margin over minilm" in table
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "training").exists() or not any((out / "training").iterdir()), "scored models are dropped"
     again = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and "training " not in again.stdout
