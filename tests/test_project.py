@@ -107,3 +107,17 @@ def test_project_yml_workflow_goes_from_assets_to_an_installed_package():
     assert set(project["workflows"]["all"]) <= commands
     for var in ("gpu_id", "seed", "unmask", "n_layers", "repeat", "n_dev", "n_test", "split_seed"):
         assert var in project["vars"]
+    assert {"sweep", "sweep-quick", "benchmark"} <= commands
+
+
+@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md"])
+def test_the_readme_shows_the_tables_the_report_commands_wrote(report):
+    """README figures come from reports/: every table row there must appear in README as is."""
+    path = ROOT / "reports" / report
+    if not path.is_file():
+        pytest.skip(f"{path} not written yet")
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in path.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows
+    missing = [row for row in rows if row not in readme]
+    assert not missing, f"README lacks rows of reports/{report}: {missing[:2]}"
