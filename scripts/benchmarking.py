@@ -107,7 +107,7 @@ def write_report(folder: Path) -> None:
         bare = r.get("bare_per_s", r.get("bare_forward_words_per_s"))
         mem = r.get("ours_peak_memory_mb"), r.get("bare_peak_memory_mb")
         memory = f"{mem[0]:.0f} / {mem[1]:.0f}" if None not in mem else "not measured"
-        what = r.get("what") or f"{r.get('layers')} layers, {r.get('unmask')}, repeat {r.get('repeat')}"
+        what = r.get("what") or f"{r.get('layers')} layers, {r.get('unmask')}" + (f", repeat {r['repeat']}" if r.get("repeat") else "")
         lines.append(
             f"| {kind} | `{path.name}` | {what} | {r.get('device', 'cpu')} | {ours} {unit} | {bare} {unit} "
             f"| {r['ratio']:.2f} ({TARGETS[kind]:.2f}) | {memory} |"
