@@ -252,8 +252,10 @@ def write_report(records, out: Path) -> None:
 
     decoder_rows = sorted((row for row in rows if row["family"] == "decoder"), key=lambda row: SPECS.index(row["system"]))
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.errorbar(range(len(decoder_rows)), [r["f1"] for r in decoder_rows], yerr=[r["spread"] for r in decoder_rows],
-                fmt="o", capsize=4, label="decoder spec (mean, half-range over seeds)")
+    for several, style, label in ((True, "o", "decoder spec, several seeds (mean, half-range)"), (False, "o", "decoder spec, 1 seed")):
+        xs = [i for i, r in enumerate(decoder_rows) if (len(r["seeds"]) > 1) == several]
+        ax.errorbar(xs, [decoder_rows[i]["f1"] for i in xs], yerr=[decoder_rows[i]["spread"] for i in xs], fmt=style,
+                    capsize=4, label=label, color="C0", markerfacecolor="C0" if several else "white")
     ax.set_xticks(range(len(decoder_rows)), [r["system"] for r in decoder_rows], rotation=30)
     for row, style in zip([r for r in rows if r["family"] != "decoder"], ("--", ":")):
         ax.axhline(row["f1"], linestyle=style, color="gray", label=f"{row['system']} {row['f1']:.1f}")
