@@ -68,25 +68,21 @@ class DecoderTransformerModel(TransformerModel):
         grad_scaler_config: dict,
     ):
         hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
-        wrapper = HFWrapper(
-            hf_objects,
-            convert_inputs=_convert_transformer_inputs,
-            convert_outputs=_convert_transformer_outputs,
+        # spacy-transformers' own wrapper, with our shim in place of its HFShim
+        shim_args = dict(
             mixed_precision=mixed_precision,
-            grad_scaler_config=dict(grad_scaler_config),
             config_cls=AutoConfig,
             model_cls=DecoderFactory(settings),
             tokenizer_cls=PreTrainedTokenizerFast,
         )
-        stock = wrapper.shims[0]
-        wrapper.shims[0] = DecoderShim(
+        wrapper = HFWrapper(
             hf_objects,
-            mixed_precision=mixed_precision,
+            convert_inputs=_convert_transformer_inputs,
+            convert_outputs=_convert_transformer_outputs,
             grad_scaler_config=dict(grad_scaler_config),
-            config_cls=AutoConfig,
-            model_cls=stock.model_cls,
-            tokenizer_cls=PreTrainedTokenizerFast,
+            **shim_args,
         )
+        wrapper.shims[0] = DecoderShim(hf_objects, grad_scaler_config=dict(grad_scaler_config), **shim_args)
         Model.__init__(
             self,
             "decoder-transformer",
