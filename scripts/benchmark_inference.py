@@ -23,7 +23,8 @@ import torch
 from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import alternate, fastest, read_tweets, report_child, synchronize, use_device, write_result  # noqa: E402
+from benchmarking import alternate, fastest, peak_matmul, read_tweets, report_child, synchronize, use_device, write_result  # noqa: E402
+from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
 
 PIPELINE_CONFIG = """
 [nlp]
@@ -100,8 +101,10 @@ def child(args) -> None:
     run = pipe if args.child == "pipe" else bare
     run(batches[:2])  # warm-up
     seconds = min(timed(lambda: run(batches)) for _ in range(args.passes))
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"]]
     report_child({
         "seconds": seconds,
+        "flops": DecoderFlops(module, model.attrs["settings"].repeat).total(lengths, training=False),
         "words": sum(1 for doc in nlp.tokenizer.pipe(texts) for t in doc if not t.is_space),
         "texts": len(texts),
         "device": device,
@@ -109,6 +112,7 @@ def child(args) -> None:
         "repeat": model.attrs["settings"].repeat,
         "layers": module.config.num_hidden_layers,
         "mixed_precision": model.attrs["settings"].mixed_precision,
+        "matmul_flops_per_s": matmul_flops_per_s(module.device),
     })
 
 
@@ -135,6 +139,7 @@ def main() -> None:
         forwarded += ["--n-layers", str(args.n_layers)]
     runs = alternate(Path(__file__), forwarded, ["pipe", "bare"], args.rounds)
     pipe, bare = fastest(runs["pipe"]), fastest(runs["bare"])
+    roofline = peak_matmul(runs)
     words = pipe["words"]
     write_result({
         "benchmark": "inference",
@@ -150,6 +155,8 @@ def main() -> None:
         "ours_per_s": round(words / pipe["seconds"], 1),
         "bare_per_s": round(words / bare["seconds"], 1),
         "ratio": round(bare["seconds"] / pipe["seconds"], 3),
+        "matmul_gflops": round(roofline / 1e9, 1),
+        "roofline_fraction": {name: round(r["flops"] / r["seconds"] / roofline, 3) for name, r in (("ours", pipe), ("bare", bare))},
         "ours_peak_memory_mb": pipe["peak_memory_mb"],
         "bare_peak_memory_mb": bare["peak_memory_mb"],
         "memory_kind": pipe["memory_kind"],

@@ -1,4 +1,4 @@
-"""Subword pieces/s of spaCy's training loop against a bare forward+backward of the same model.
+"""Subword pieces/s of spaCy's training loop against a bare loop, a plain PyTorch reference and the roofline.
 
     python scripts/benchmark_training.py CONFIG [--steps N] [--warmup W] [--gpu-id G]
         [--paths.train corpus/train.spacy ...] [--output reports/benchmark_training.json]
@@ -12,10 +12,16 @@ own batcher and train corpus:
   optimizer step), without evaluation;
 - bare:  the same decoder module (same layers, unmasking, LoRA, precision) in a
   plain PyTorch loop: tokenize, forward, a squared-norm loss over the real pieces,
-  backward, a torch Adam step over the same trainable parameters, gradients zeroed in place.
+  backward, a fused torch Adam step over the same trainable parameters, gradients zeroed in place.
+- reference: a plain PyTorch fine-tuning loop over the same module as one would
+  write it without spaCy (`reference_loop.py`): length-sorted batches of 16 texts of
+  the train split, a linear head, cross-entropy, clipping, torch's fused AdamW.
 The ratio bare seconds / spaCy seconds shows what the heads, listeners, alignment
-and thinc's optimizer cost on top. Each measurement runs in its own process
-(alternating, `--rounds` times) so that each has its own peak memory.
+and thinc's optimizer cost on top on the same batches; spaCy / reference shows what a
+user pays against a plain loop, batching included. Each loop's model FLOPs per second
+are also given as a fraction of this machine's matmul speed, measured in the same run
+(`roofline.py`). Each measurement runs in its own process (alternating, `--rounds`
+times) so that each has its own peak memory.
 """
 import argparse
 import sys
@@ -32,7 +38,9 @@ from spacy.cli._util import parse_config_overrides
 from spacy.util import load_config, registry, resolve_dot_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import alternate, fastest, report_child, synchronize, use_device, write_result  # noqa: E402
+from benchmarking import alternate, fastest, peak_matmul, report_child, synchronize, use_device, write_result  # noqa: E402
+from reference_loop import make_step, reference_batches  # noqa: E402
+from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
 
 
 def build(config_path: Path, overrides: dict):
@@ -45,28 +53,51 @@ def build(config_path: Path, overrides: dict):
     return nlp, training, train_corpus
 
 
-def pieces_in(model, batch) -> int:
-    """Real (non-padding) subword pieces the decoder sees for these examples."""
-    encoded = model.tokenizer([eg.reference.text for eg in batch], truncation=True)
-    return sum(len(ids) for ids in encoded["input_ids"]) * model.attrs["settings"].repeat
+def piece_counts(tokenizer, texts) -> list:
+    """Real (non-padding) subword pieces of each text, before repetition."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+
+
+def padding(tokenizer, batches) -> float:
+    """Padded pieces over real pieces, when every batch pads to its longest text."""
+    real = padded = 0
+    for texts in batches:
+        counts = piece_counts(tokenizer, texts)
+        real += sum(counts)
+        padded += max(counts) * len(counts)
+    return round(padded / real, 3)
 
 
 def child(args, overrides: dict) -> None:
     device = use_device(args.gpu_id)
     nlp, training, train_corpus = build(args.config, overrides)
     trf = nlp.get_pipe("transformer").model
-    batches = list(islice(training["batcher"](train_corpus(nlp)), args.warmup + args.steps))
-    if len(batches) < args.warmup + args.steps:
-        raise SystemExit(f"the train corpus gives only {len(batches)} batches; lower --steps/--warmup")
-    pieces = sum(pieces_in(trf, batch) for batch in batches[args.warmup :])
-    if args.child == "spacy":
-        seconds = time_spacy_loop(nlp, training, batches, args.warmup)
+    module, repeat = trf.transformer, trf.attrs["settings"].repeat
+    if args.child == "reference":
+        optimizer = training["optimizer"]
+        batches = reference_batches(train_corpus(nlp), trf.tokenizer, args.warmup + args.steps)
+        # A constant rate (the shipped peak): the rate does not change the speed.
+        step = make_step(module, trf.tokenizer, batches, 2e-4, optimizer.L2, optimizer.grad_clip or 1.0)
+        seconds = time_steps(step, batches, args.warmup)
+        texts = [text for batch in batches[args.warmup :] for text, _ in batch]
+        epoch = [[text for text, _ in batch] for batch in reference_batches(train_corpus(nlp), trf.tokenizer, 0, every=True)]
     else:
-        seconds = time_bare_loop(trf, training, batches, args.warmup)
-    module = trf.transformer
+        batches = list(islice(training["batcher"](train_corpus(nlp)), args.warmup + args.steps))
+        if len(batches) < args.warmup + args.steps:
+            raise SystemExit(f"the train corpus gives only {len(batches)} batches; lower --steps/--warmup")
+        if args.child == "spacy":
+            seconds = time_spacy_loop(nlp, training, batches, args.warmup)
+        else:
+            seconds = time_bare_loop(trf, batches, args.warmup)
+        texts = [eg.reference.text for batch in batches[args.warmup :] for eg in batch]
+        epoch = [[eg.reference.text for eg in batch] for batch in training["batcher"](train_corpus(nlp))]
+    lengths = piece_counts(trf.tokenizer, texts)
     report_child({
         "seconds": seconds,
-        "pieces": pieces,
+        "pieces": sum(lengths) * repeat,
+        "flops": DecoderFlops(module, repeat).total(lengths, training=True),
+        "texts": len(texts),
+        "padding": padding(trf.tokenizer, epoch),
         "steps": args.steps,
         "device": device,
         "layers": module.config.num_hidden_layers,
@@ -74,6 +105,7 @@ def child(args, overrides: dict) -> None:
         "lora": trf.attrs["settings"].lora is not None,
         "mixed_precision": trf.attrs["settings"].mixed_precision,
         "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "matmul_flops_per_s": matmul_flops_per_s(module.device),
         "pipeline": nlp.pipe_names,
     })
 
@@ -104,11 +136,22 @@ def time_spacy_loop(nlp, training, batches, warmup: int) -> float:
     return time.perf_counter() - start
 
 
-def time_bare_loop(trf, training, batches, warmup: int) -> float:
+def time_steps(step, batches, warmup: int) -> float:
+    for batch in batches[:warmup]:
+        step(batch)
+    synchronize()
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        step(batch)
+    synchronize()
+    return time.perf_counter() - start
+
+
+def time_bare_loop(trf, batches, warmup: int) -> float:
     module, tokenizer = trf.transformer, trf.tokenizer
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-5)
+    optimizer = torch.optim.Adam(params, lr=1e-5, fused=True)  # torch's fastest Adam, on CPU too
     device = module.device
 
     def step(batch):
@@ -120,14 +163,7 @@ def time_bare_loop(trf, training, batches, warmup: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # in place, as thinc does: faster here than freeing
 
-    for batch in batches[:warmup]:
-        step(batch)
-    synchronize()
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        step(batch)
-    synchronize()
-    return time.perf_counter() - start
+    return time_steps(step, batches, warmup)
 
 
 def main() -> None:
@@ -138,22 +174,23 @@ def main() -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_training.json"))
-    parser.add_argument("--child", choices=["spacy", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["spacy", "bare", "reference"], help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
     overrides = parse_config_overrides(list(extra))  # it empties the list it is given
     if args.child:
         return child(args, overrides)
 
     forwarded = [str(args.config), "--steps", str(args.steps), "--warmup", str(args.warmup), "--gpu-id", str(args.gpu_id), *extra]
-    runs = alternate(Path(__file__), forwarded, ["spacy", "bare"], args.rounds)
-    ours, bare = fastest(runs["spacy"]), fastest(runs["bare"])
+    runs = alternate(Path(__file__), forwarded, ["spacy", "bare", "reference"], args.rounds)
+    ours, bare, reference = fastest(runs["spacy"]), fastest(runs["bare"]), fastest(runs["reference"])
+    roofline = peak_matmul(runs)
     lora = "LoRA" if ours["lora"] else "full fine-tuning"
     precision = "bf16" if ours["mixed_precision"] and args.gpu_id >= 0 else "fp32"
     write_result({
         "benchmark": "training",
         "target": str(args.config),
         "overrides": overrides,
-        "what": f"spacy train loop ({' + '.join(ours['pipeline'])}) vs bare fwd+bwd+Adam, "
+        "what": f"spacy train loop ({' + '.join(ours['pipeline'])}) vs bare fwd+bwd+Adam vs plain PyTorch reference, "
                 f"{ours['layers']} layers, {ours['unmask']}, {lora}, {precision}, {ours['steps']} steps",
         "layers": ours["layers"],
         "unmask": ours["unmask"],
@@ -162,9 +199,18 @@ def main() -> None:
         "unit": "pieces",
         "ours_per_s": round(ours["pieces"] / ours["seconds"], 1),
         "bare_per_s": round(bare["pieces"] / bare["seconds"], 1),
+        "reference_per_s": round(reference["pieces"] / reference["seconds"], 1),
         "ratio": round(bare["seconds"] / ours["seconds"], 3),
+        "ratio_reference": round((ours["pieces"] / ours["seconds"]) / (reference["pieces"] / reference["seconds"]), 3),
+        "matmul_gflops": round(roofline / 1e9, 1),
+        "roofline_fraction": {name: round(r["flops"] / r["seconds"] / roofline, 3) for name, r in
+                              (("ours", ours), ("bare", bare), ("reference", reference))},
+        "flops_per_piece": round(ours["flops"] / ours["pieces"]),
+        # one epoch of the train split as each loop batches it: padded / real pieces
+        "padding": {"ours": ours["padding"], "reference": reference["padding"]},
         "ours_peak_memory_mb": ours["peak_memory_mb"],
         "bare_peak_memory_mb": bare["peak_memory_mb"],
+        "reference_peak_memory_mb": reference["peak_memory_mb"],
         "memory_kind": ours["memory_kind"],
         "trainable_parameters": ours["trainable_parameters"],
         "device": ours["device"],

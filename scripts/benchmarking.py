@@ -14,7 +14,8 @@ from typing import Dict, List
 
 from fetch_assets import DATA_FILE, default_cache
 
-TARGETS = {"inference": 0.90, "training": 0.85}
+# inference: spaCy / bare forward; training: spaCy / the plain PyTorch reference loop
+TARGETS = {"inference": 0.90, "training": 0.90}
 
 
 def read_tweets(limit: int) -> List[str]:
@@ -79,6 +80,15 @@ def alternate(script: Path, args: List[str], modes: List[str], rounds: int) -> D
     return runs
 
 
+def peak_matmul(runs: Dict[str, List[Dict]]) -> float:
+    """The machine's matmul speed: the best that any measurement process measured after its loop.
+
+    One short measurement varies by tens of percent on a shared machine; the best of
+    several, taken in every process, is the speed the hardware can reach.
+    """
+    return max(r["matmul_flops_per_s"] for rs in runs.values() for r in rs)
+
+
 def fastest(runs: List[Dict]) -> Dict:
     """The run with the shortest time, with the highest peak memory of all runs."""
     best = dict(min(runs, key=lambda r: r["seconds"]))
@@ -93,23 +103,65 @@ def write_result(result: Dict, output: Path) -> None:
     write_report(output.parent)
 
 
+def _cell(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _fractions(r: Dict, names: List[str]) -> str:
+    fractions = r.get("roofline_fraction") or {}
+    return " / ".join(_cell(fractions.get(name)) for name in names)
+
+
+def _memory(r: Dict, names: List[str]) -> str:
+    values = [r.get(f"{name}_peak_memory_mb") for name in names]
+    return " / ".join("n/a" if v is None else f"{v:.0f}" for v in values)
+
+
+def _padding(r: Dict) -> str:
+    pads = r.get("padding") or {}
+    return " / ".join("n/a" if pads.get(name) is None else f"x{pads[name]:.2f}" for name in ("ours", "reference"))
+
+
 def write_report(folder: Path) -> None:
-    """reports/benchmark.md: one row per benchmark JSON that carries the ratio schema."""
+    """reports/benchmark.md: a table for inference and one for training, a row per benchmark JSON.
+
+    Roofline fractions are model FLOP/s over the matmul speed measured in the same run
+    (`roofline.py`); "n/a" marks files written before that was measured.
+    """
+    results = [(path.name, json.loads(path.read_text())) for path in sorted(folder.glob("benchmark_*.json"))]
     lines = [
-        "| benchmark | file | what | device | ours (unit/s) | bare (unit/s) | ratio (target) | peak MB ours / bare |",
-        "|---|---|---|---|---|---|---|---|",
+        "Inference: `nlp.pipe` against the bare decoder forward on the same batches.",
+        "",
+        "| file | what | device | spaCy (words/s) | bare (words/s) | spaCy ÷ bare (target) | matmul GFLOP/s | roofline fraction spaCy / bare | peak MB spaCy / bare |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in sorted(folder.glob("benchmark_*.json")):
-        r = json.loads(path.read_text())
-        kind = r.get("benchmark", "inference")
-        unit = r.get("unit", "words")
+    for name, r in results:
+        if r.get("benchmark", "inference") != "inference":
+            continue
         ours = r.get("ours_per_s", r.get("nlp_pipe_words_per_s"))
         bare = r.get("bare_per_s", r.get("bare_forward_words_per_s"))
-        mem = r.get("ours_peak_memory_mb"), r.get("bare_peak_memory_mb")
-        memory = f"{mem[0]:.0f} / {mem[1]:.0f}" if None not in mem else "not measured"
         what = r.get("what") or f"{r.get('layers')} layers, {r.get('unmask')}" + (f", repeat {r['repeat']}" if r.get("repeat") else "")
         lines.append(
-            f"| {kind} | `{path.name}` | {what} | {r.get('device', 'cpu')} | {ours} {unit} | {bare} {unit} "
-            f"| {r['ratio']:.2f} ({TARGETS[kind]:.2f}) | {memory} |"
+            f"| `{name}` | {what} | {r.get('device', 'cpu')} | {ours} | {bare} | {r['ratio']:.2f} ({TARGETS['inference']:.2f}) "
+            f"| {_cell(r.get('matmul_gflops'), 1)} | {_fractions(r, ['ours', 'bare'])} | {_memory(r, ['ours', 'bare'])} |"
+        )
+    lines += [
+        "",
+        "Training: spaCy's loop and a bare loop on the config's own batches, and a plain PyTorch reference loop "
+        "(length-sorted batches of 16, linear head, AdamW).",
+        "",
+        "| file | what | device | spaCy (pieces/s) | bare (pieces/s) | reference (pieces/s) | spaCy ÷ bare | spaCy ÷ reference (target) "
+        "| padding spaCy / reference | matmul GFLOP/s | roofline fraction spaCy / bare / reference | peak MB spaCy / bare / reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results:
+        if r.get("benchmark") != "training":
+            continue
+        versus = r.get("ratio_reference")
+        lines.append(
+            f"| `{name}` | {r['what']} | {r.get('device', 'cpu')} | {r['ours_per_s']} | {r['bare_per_s']} "
+            f"| {r.get('reference_per_s', 'n/a')} | {r['ratio']:.2f} | {_cell(versus)} ({TARGETS['training']:.2f}) "
+            f"| {_padding(r)} | {_cell(r.get('matmul_gflops'), 1)} | {_fractions(r, ['ours', 'bare', 'reference'])} "
+            f"| {_memory(r, ['ours', 'bare', 'reference'])} |"
         )
     (folder / "benchmark.md").write_text("\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
 """The registry surface: every function spaCy configs can name."""
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
@@ -11,6 +12,8 @@ from spacy_transformers.span_getters import configure_strided_spans
 from thinc.api import Model, chain
 from thinc.types import Floats2d, Ragged
 
+from .batching import PieceLength
+from .cpu_ops import use_numpy_blas
 from .decoder import DecoderSettings
 from .layer_groups import LayerGroups
 from .loading import load_config, resolve_source
@@ -127,6 +130,29 @@ def _check_against_local_model(name: str, settings: DecoderSettings, get_spans: 
     # Strided windows say their size in tokens, and a token is at least one piece.
     window = getattr(get_spans, "keywords", {}).get("window")
     check_repeat(settings.repeat, getattr(config, "max_position_embeddings", None), window)
+
+
+@registry.misc("spacy-unmask.PieceLength.v1")
+def create_piece_length(name: str, tokenizer_config: dict = {}) -> Callable[[Any], int]:
+    """The `get_length` of spaCy's batchers (e.g. `spacy.batch_by_padded.v1`) that
+    counts a document's subword pieces with the decoder's tokenizer, so batches are
+    sorted and sized by what the decoder pads (their `size` is then in pieces).
+
+    name (str): The same local model folder or `.gguf` file as the decoder's `name`
+        (usually `${paths.model}`), whose tokenizer is used.
+    tokenizer_config (dict): As the decoder's `tokenizer_config`.
+    """
+    return PieceLength(name, tokenizer_config)
+
+
+@registry.callbacks("spacy-unmask.numpy_blas_ops.v1")
+def create_numpy_blas_ops() -> Callable[[Language], Language]:
+    """An `[nlp.after_pipeline_creation]` callback: the pipeline's thinc layers (the
+    heads that listen to the decoder) multiply matrices with numpy's multi-threaded
+    BLAS instead of thinc's single-threaded blis. CPU only: layers on a GPU, or on
+    ops other than thinc's default CPU ops, are left as they are.
+    """
+    return use_numpy_blas
 
 
 @registry.misc("spacy-unmask.LoRA.v1")

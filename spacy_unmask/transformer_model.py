@@ -8,6 +8,8 @@ import copy
 import warnings
 from typing import Callable, List, Tuple
 
+import torch
+
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
 from spacy_transformers.layers._util import replace_listener
@@ -27,23 +29,37 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
+from .optimizer import mirror_refusal, notify_fallback, torch_adam_for
 
 
 class DecoderShim(HFShim):
-    """spacy-transformers' shim, minus one pass over every gradient per step.
+    """spacy-transformers' shim, with the decoder's optimizer step done by torch.
 
-    thinc's optimizers hand each gradient back zeroed (thinc's own layers rely on
-    it), and on CPU and GPU alike they work on views of the torch tensors; thinc's
-    `PyTorchShim.finish_update` zeroes every gradient once more after that. Here a
-    gradient is only written again when the optimizer was skipped (an overflow under
-    mixed precision) or gave it back in other memory.
+    `finish_update` gets spaCy's thinc optimizer (`[training.optimizer]`). When it is
+    an Adam that `TorchAdam` can mirror, the step runs as torch's fused Adam on the
+    module's tensors with the settings read from that optimizer; otherwise it runs
+    through thinc, one parameter at a time, as in thinc's own shim.
     """
 
     def finish_update(self, optimizer) -> None:
+        params = [p for p in self._model.parameters() if p.requires_grad]
+        refusal = mirror_refusal(optimizer)
+        if refusal is not None:
+            notify_fallback(refusal)
+            self._thinc_update(optimizer)
+        elif self._grad_scaler.found_inf:  # an overflow under mixed precision: skip the step
+            torch._foreach_zero_([p.grad for p in params if p.grad is not None])
+        else:
+            torch_adam_for(self, optimizer, params).step()
+        self._grad_scaler.update()
+
+    def _thinc_update(self, optimizer) -> None:
+        # thinc's `PyTorchShim.finish_update`, minus its second zeroing of each
+        # gradient: thinc's optimizers already hand every gradient back zeroed.
         for name, param in self._model.named_parameters():
             if param.grad is None:
                 continue
-            if self._grad_scaler.found_inf:  # the step is skipped: drop the gradient
+            if self._grad_scaler.found_inf:
                 param.grad.zero_()
                 continue
             data, grad = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad))
@@ -51,7 +67,6 @@ class DecoderShim(HFShim):
             returned = xp2torch(grad, device=param.device)
             if returned.data_ptr() != param.grad.data_ptr():
                 param.grad.copy_(returned)
-        self._grad_scaler.update()
 
 
 class DecoderTransformerModel(TransformerModel):

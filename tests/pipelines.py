@@ -15,7 +15,10 @@ TRAIN = [
 ]
 
 
-def config_text(name: Path, unmask: str = "second_half", lora: Optional[dict] = None, extra: str = "") -> str:
+def config_text(
+    name: Path, unmask: str = "second_half", lora: Optional[dict] = None, extra: str = "", top: str = ""
+) -> str:
+    """A transformer + ner config; `extra` goes into the decoder's block, `top` after `[nlp]`."""
     lora_block = ""
     if lora:
         lora_block = "[components.transformer.model.lora]\n@misc = \"spacy-unmask.LoRA.v1\"\n" + "".join(
@@ -26,6 +29,7 @@ def config_text(name: Path, unmask: str = "second_half", lora: Optional[dict] = 
 lang = "en"
 pipeline = ["transformer", "ner"]
 
+{top}
 [components]
 
 [components.transformer]

@@ -1,4 +1,4 @@
-"""The benchmark scripts on a tiny random decoder: both ratios, peak memory, the report row."""
+"""The benchmark scripts on a tiny random decoder: the ratios, the roofline, peak memory, the report row."""
 import json
 
 from .test_project import WNUT, needs_wnut, script
@@ -13,6 +13,8 @@ def assert_measured(result, unit):
     assert abs(result["ratio"] - result["ours_per_s"] / result["bare_per_s"]) < 0.01
     assert result["ours_peak_memory_mb"] > 0 and result["bare_peak_memory_mb"] > 0
     assert result["memory_kind"] == "CPU, peak RSS"
+    assert result["matmul_gflops"] > 0
+    assert all(0 < f < 1 for f in result["roofline_fraction"].values()), result["roofline_fraction"]
 
 
 @needs_wnut
@@ -23,11 +25,12 @@ def test_inference_benchmark_compares_nlp_pipe_with_the_bare_forward(tiny_llama,
     result = read(out)
     assert_measured(result, "words")
     assert result["texts"] == 24 and result["layers"] == 4 and result["unmask"] == "0110"
-    assert "| inference | `benchmark_inference_tiny.json` |" in (out.parent / "benchmark.md").read_text()
+    assert set(result["roofline_fraction"]) == {"ours", "bare"}
+    assert "| `benchmark_inference_tiny.json` | nlp.pipe vs bare forward" in (out.parent / "benchmark.md").read_text()
 
 
 @needs_wnut
-def test_training_benchmark_runs_spacys_loop_and_the_bare_step_on_the_same_batches(tiny_llama, tmp_path):
+def test_training_benchmark_runs_spacys_loop_the_bare_step_and_the_reference_loop(tiny_llama, tmp_path):
     script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")
     out = tmp_path / "reports" / "benchmark_training_tiny.json"
     script("scripts/benchmark_training.py", "configs/cpu_lora.cfg", "--steps", "2", "--warmup", "1", "--rounds", "1",
@@ -40,5 +43,11 @@ def test_training_benchmark_runs_spacys_loop_and_the_bare_step_on_the_same_batch
     assert result["layers"] == 4 and result["steps"] == 2 and result["pieces"] > 0
     assert "LoRA" in result["what"] and "ner + spancat" in result["what"]
     assert 0 < result["trainable_parameters"]
+    assert result["reference_per_s"] > 0 and result["reference_peak_memory_mb"] > 0
+    assert abs(result["ratio_reference"] - result["ours_per_s"] / result["reference_per_s"]) < 0.01
+    assert set(result["roofline_fraction"]) == {"ours", "bare", "reference"}
+    assert result["flops_per_piece"] > 0
+    # length-sorted batches pad less than the config's batcher can, and nothing pads below x1
+    assert 1.0 <= result["padding"]["reference"] <= result["padding"]["ours"]
     table = (out.parent / "benchmark.md").read_text()
-    assert "| training | `benchmark_training_tiny.json` |" in table
+    assert "| `benchmark_training_tiny.json` | spacy train loop" in table

@@ -1,0 +1,159 @@
+"""thinc's Adam, applied to the decoder's torch tensors by torch's own fused Adam.
+
+spaCy users set the optimizer once, in `[training.optimizer]`, and spaCy hands the
+resulting thinc `Optimizer` to every component. thinc applies it one parameter at a
+time in single-threaded numpy, which for a decoder of tens of millions of weights is
+a large share of a CPU training step. `TorchAdam` reads every setting from the thinc
+optimizer it is handed, at every step (learning rate as the schedule has it now,
+betas, eps, L2 as weight decay or as a gradient term, per-parameter gradient
+clipping), and applies the same update with torch's fused Adam kernel on the
+module's own tensors. An optimizer it cannot mirror goes through thinc as before.
+
+thinc's Adam, per parameter with update count t (`thinc.optimizers.Optimizer`):
+
+    g += L2 * w                       (only if not L2_is_weight_decay)
+    g *= clip / |g|                   (only if |g| >= clip; the norm of this parameter alone)
+    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+    w -= lr * sqrt(1-b2^t) / (1-b1^t) * m / (sqrt(v) + eps)
+    w -= lr * L2 * w                  (only if L2_is_weight_decay; after the Adam step)
+
+torch's Adam divides by sqrt(v) / sqrt(1-b2^t) + eps instead, which is the same
+update when its eps is thinc's eps / sqrt(1-b2^t); the weight decay is applied after
+torch's step, in thinc's order.
+"""
+import math
+import warnings
+import weakref
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+import torch
+from torch.optim.adam import adam as functional_adam
+from thinc.api import Optimizer
+
+
+def mirror_refusal(optimizer) -> Optional[str]:
+    """Why `TorchAdam` cannot stand in for `optimizer` (None when it can)."""
+    if type(optimizer) is not Optimizer:
+        return f"{type(optimizer).__name__} is not thinc's Optimizer"
+    if optimizer.use_radam:
+        return "RAdam (`RAdam.v1`) is not mirrored"
+    if not (optimizer.b1 > 0.0 and optimizer.b2 > 0.0):
+        return "SGD (beta1 or beta2 of 0) is not mirrored"
+    if optimizer.averages is not None:
+        return (
+            "`use_averages = true` keeps parameter averages in thinc "
+            "(set `use_averages = false`: thinc 8.3 never loads averages into PyTorch weights)"
+        )
+    return None
+
+
+_NOTIFIED = set()
+
+
+def notify_fallback(reason: str) -> None:
+    """Say once per reason that the decoder's step runs through thinc."""
+    if reason in _NOTIFIED:
+        return
+    _NOTIFIED.add(reason)
+    warnings.warn(
+        f"spacy-unmask: the decoder's optimizer step runs through thinc (slower on CPU): {reason}.",
+        stacklevel=3,
+    )
+
+
+def _clip_each(grads: List[torch.Tensor], threshold: float) -> None:
+    """Scale each gradient whose own norm is at least `threshold` down to that norm."""
+    norms = torch.stack(torch._foreach_norm(grads))
+    factors = torch.where(norms >= threshold, threshold / norms, torch.ones_like(norms))
+    torch._foreach_mul_(grads, list(factors.unbind()))
+
+
+class TorchAdam:
+    """The update of a thinc Adam `Optimizer`, applied to `params` by torch's fused Adam.
+
+    It calls torch's functional Adam (`torch.optim.adam.adam`, the kernel behind
+    `torch.optim.Adam`) on the parameters' `.data`, as thinc's shim writes them: spaCy's
+    `Language.update(sgd=...)` steps the decoder before its listeners have run backward
+    through it, and an update that autograd sees would then break that backward.
+    """
+
+    def __init__(self, optimizer: Optimizer, params: List[torch.nn.Parameter]):
+        self.optimizer = optimizer
+        self.params = list(params)
+        # per parameter: thinc's update count, Adam's two moments and torch's step tensor
+        self.state: Dict[int, dict] = {}
+        self.fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in self.params)
+
+    def serves(self, optimizer: Optimizer, params: List[torch.nn.Parameter]) -> bool:
+        """Whether this instance holds the state for `optimizer` over exactly `params`."""
+        return optimizer is self.optimizer and len(params) == len(self.params) and all(
+            a is b for a, b in zip(params, self.params)
+        )
+
+    def _state(self, param: torch.nn.Parameter) -> dict:
+        state = self.state.get(id(param))
+        if state is None:
+            state = self.state[id(param)] = {
+                "count": 0,
+                "exp_avg": torch.zeros_like(param.data),
+                "exp_avg_sq": torch.zeros_like(param.data),
+                "step": torch.zeros((), dtype=torch.float32, device=param.device),
+            }
+        return state
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient; gradients are zeroed in place."""
+        opt = self.optimizer
+        params = [p for p in self.params if p.grad is not None and p.numel() > 0]
+        if not params:
+            return
+        weights, grads = [p.data for p in params], [p.grad for p in params]
+        if opt.L2 != 0 and not opt.L2_is_weight_decay:
+            torch._foreach_add_(grads, weights, alpha=opt.L2)
+        if opt.grad_clip:
+            _clip_each(grads, opt.grad_clip)
+        # eps depends on the update count; parameters usually share it, but one that
+        # had no gradient at some step is behind, so each count gets its own call.
+        by_count: Dict[int, List[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            state = self._state(p)
+            state["count"] += 1
+            by_count[state["count"]].append(i)
+        for count, members in by_count.items():
+            states = [self._state(params[i]) for i in members]
+            functional_adam(
+                [weights[i] for i in members],
+                [grads[i] for i in members],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                [s["step"] for s in states],
+                foreach=None if self.fused else True,
+                fused=self.fused or None,
+                amsgrad=False,
+                beta1=opt.b1,
+                beta2=opt.b2,
+                lr=opt.learn_rate,
+                weight_decay=0.0,
+                eps=opt.eps / math.sqrt(1.0 - opt.b2**count),
+                maximize=False,
+            )
+        if opt.L2 != 0 and opt.L2_is_weight_decay:
+            torch._foreach_mul_(weights, 1.0 - opt.learn_rate * opt.L2)
+        torch._foreach_zero_(grads)
+
+
+# Each shim's Adam state, kept beside the shim rather than on it: copying or pickling
+# a model (deepcopy, `nlp.pipe(n_process=...)`) then carries no optimizer state, and
+# the state goes when the shim goes.
+_STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def torch_adam_for(owner, optimizer: Optimizer, params: List[torch.nn.Parameter]) -> TorchAdam:
+    """The `TorchAdam` holding `owner`'s state under `optimizer`; a new one for a new optimizer or parameter set."""
+    state = _STATES.get(owner)
+    if state is None or not state.serves(optimizer, params):
+        state = _STATES[owner] = TorchAdam(optimizer, params)
+    return state
