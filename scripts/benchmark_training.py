@@ -2,6 +2,7 @@
 
     python scripts/benchmark_training.py CONFIG [--steps N] [--warmup W] [--gpu-id G]
         [--paths.train corpus/train.spacy ...] [--output reports/benchmark_training.json]
+    python scripts/benchmark_training.py CONFIG --ablate [...]   # what each speed-up gives
 
 CONFIG is a training config (e.g. configs/cpu.cfg); any further `--section.key value`
 overrides it as on `spacy train`. Both measurements build the pipeline the way
@@ -16,6 +17,9 @@ own batcher and train corpus:
 - reference: a plain PyTorch fine-tuning loop over the same module as one would
   write it without spaCy (`reference_loop.py`): length-sorted batches of 16 texts of
   the train split, a linear head, cross-entropy, clipping, torch's fused AdamW.
+`--ablate` instead times spaCy's loop alone with the config as it is and with each of
+spacy-unmask's speed-ups turned back (`ABLATIONS`), and writes
+reports/benchmark_training_ablation.json.
 The ratio bare seconds / spaCy seconds shows what the heads, listeners, alignment
 and thinc's optimizer cost on top on the same batches; spaCy / reference shows what a
 user pays against a plain loop, batching included. Each loop's model FLOPs per second
@@ -51,6 +55,17 @@ def build(config_path: Path, overrides: dict):
     training = registry.resolve(resolved["training"], schema=ConfigSchemaTraining)
     (train_corpus,) = resolve_dot_names(resolved, [training["train_corpus"]])
     return nlp, training, train_corpus
+
+
+# Each speed-up of the shipped CPU configs, turned back by config overrides alone.
+ABLATIONS = {
+    "shipped config": [],
+    "decoder step through thinc's optimizer": ["--training.optimizer.use_averages", "true"],
+    "batches by words (size 400, buffer 256)": [
+        "--training.batcher.get_length", "null", "--training.batcher.size", "400", "--training.batcher.buffer", "256",
+    ],
+    "heads on blis": ["--nlp.after_pipeline_creation", "null"],
+}
 
 
 def piece_counts(tokenizer, texts) -> list:
@@ -174,6 +189,7 @@ def main() -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_training.json"))
+    parser.add_argument("--ablate", action="store_true", help="time spaCy's loop with each speed-up turned back")
     parser.add_argument("--child", choices=["spacy", "bare", "reference"], help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
     overrides = parse_config_overrides(list(extra))  # it empties the list it is given
@@ -181,6 +197,8 @@ def main() -> None:
         return child(args, overrides)
 
     forwarded = [str(args.config), "--steps", str(args.steps), "--warmup", str(args.warmup), "--gpu-id", str(args.gpu_id), *extra]
+    if args.ablate:
+        return ablate(forwarded, args)
     runs = alternate(Path(__file__), forwarded, ["spacy", "bare", "reference"], args.rounds)
     ours, bare, reference = fastest(runs["spacy"]), fastest(runs["bare"]), fastest(runs["reference"])
     roofline = peak_matmul(runs)
@@ -217,6 +235,32 @@ def main() -> None:
         "mixed_precision": precision,
         "all_seconds": {mode: [round(r["seconds"], 2) for r in rs] for mode, rs in runs.items()},
     }, args.output)
+
+
+def ablate(forwarded, args) -> None:
+    variants = {name: ["--child", "spacy", *override] for name, override in ABLATIONS.items()}
+    runs = alternate(Path(__file__), forwarded, variants, args.rounds)
+    best = {name: fastest(rs) for name, rs in runs.items()}
+    shipped = best["shipped config"]
+    shipped_rate = shipped["pieces"] / shipped["seconds"]
+    output = args.output if args.output.name != "benchmark_training.json" else args.output.with_name("benchmark_training_ablation.json")
+    write_result({
+        "benchmark": "training_ablation",
+        "target": str(args.config),
+        "steps": shipped["steps"],
+        "device": shipped["device"],
+        "unit": "pieces",
+        "variants": {
+            name: {
+                "pieces_per_s": round(r["pieces"] / r["seconds"], 1),
+                "seconds_per_step": round(r["seconds"] / r["steps"], 2),
+                "padding": r["padding"],
+                "shipped_speedup": round(shipped_rate / (r["pieces"] / r["seconds"]), 2),
+            }
+            for name, r in best.items()
+        },
+        "all_seconds": {name: [round(r["seconds"], 2) for r in rs] for name, rs in runs.items()},
+    }, output)
 
 
 if __name__ == "__main__":

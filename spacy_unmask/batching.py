@@ -5,7 +5,7 @@ batches whose longest member times their size stays under `size`. By default the
 length is the number of *words*, but the decoder pads every batch to its longest
 member in *pieces*, and tweets with similar word counts differ a lot in pieces
 (hashtags, emoji, URLs): on WNUT-16's train split, word-sorted batches of `size` 400
-pad the pieces x1.76, piece-sorted ones x1.11 (`padding` in
+pad the pieces x1.76, piece-sorted ones (`size` 580, `buffer` 1024) x1.06 (`padding` in
 `scripts/benchmark_training.py`). `PieceLength` counts the pieces with
 the decoder's own tokenizer, loaded from the same folder and fixed the same way.
 """

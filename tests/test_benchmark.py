@@ -51,3 +51,20 @@ def test_training_benchmark_runs_spacys_loop_the_bare_step_and_the_reference_loo
     assert 1.0 <= result["padding"]["reference"] <= result["padding"]["ours"]
     table = (out.parent / "benchmark.md").read_text()
     assert "| `benchmark_training_tiny.json` | spacy train loop" in table
+
+
+@needs_wnut
+def test_training_ablation_turns_back_each_speed_up_by_config_alone(tiny_llama, tmp_path):
+    script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")
+    out = tmp_path / "reports" / "benchmark_training_ablation.json"
+    script("scripts/benchmark_training.py", "configs/cpu.cfg", "--ablate", "--steps", "1", "--warmup", "1", "--rounds", "1",
+           "--paths.model", tiny_llama, "--paths.train", tmp_path / "corpus" / "train.spacy",
+           "--paths.dev", tmp_path / "corpus" / "dev.spacy", "--components.transformer.model.n_layers", "null",
+           "--output", out)
+    variants = read(out)["variants"]
+    assert list(variants) == ["shipped config", "decoder step through thinc's optimizer",
+                              "batches by words (size 400, buffer 256)", "heads on blis"]
+    assert all(v["pieces_per_s"] > 0 for v in variants.values())
+    # word batches pad more than piece batches: the override reached the child
+    assert variants["batches by words (size 400, buffer 256)"]["padding"] > variants["shipped config"]["padding"]
+    assert "| heads on blis |" in (out.parent / "benchmark.md").read_text()
