@@ -35,6 +35,8 @@ def create_decoder_transformer(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A decoder LLM (Llama, Mistral, Qwen2, Qwen3) as the model of spaCy's `transformer`
     component, with the causal mask removed in a chosen group of layers. Listeners
@@ -67,6 +69,16 @@ def create_decoder_transformer(
     grad_scaler_config (dict): Settings of the gradient scaler, as in
         spacy-transformers. bfloat16 needs no scaling, so it is off unless
         "enabled" is set here.
+    dtype (str): The precision the decoder's weights are stored, trained and saved
+        in: "float32" (default), "bfloat16" or "float16". "bfloat16" halves the memory
+        and the saved pipeline (a 7B model takes 14 GB, not 28) and runs on a GPU's
+        tensor cores; on CPUs without bf16 instructions it is slower than float32.
+        Listeners still get float32 vectors. Half precision needs an optimizer torch
+        applies (`Adam.v1` with `use_averages = false`), not one thinc must apply.
+    gradient_checkpointing (bool): Keep only each decoder layer's input in the
+        forward pass and recompute the rest in backward (transformers' own mechanism,
+        non-reentrant): much less memory for big models or long windows, at about a
+        third more compute. Unmasked layers get the same masks when recomputed.
     """
     settings = DecoderSettings(
         unmask=LayerGroups.parse(unmask),
@@ -75,6 +87,8 @@ def create_decoder_transformer(
         attn_implementation=attn_implementation,
         mixed_precision=mixed_precision,
         repeat=repeat,
+        dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing,
     )
     if get_spans is None:
         get_spans = configure_strided_spans(window=128, stride=96)
@@ -100,6 +114,8 @@ def create_tok2vec_decoder(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A decoder used directly as one component's "tok2vec" layer, with no shared
     `transformer` component. `nlp.replace_listeners` writes this architecture when a
@@ -113,6 +129,7 @@ def create_tok2vec_decoder(
     decoder = create_decoder_transformer(
         name, unmask, n_layers, lora, repeat, attn_implementation, get_spans,
         tokenizer_config, transformer_config, mixed_precision, grad_scaler_config,
+        dtype, gradient_checkpointing,
     )
     # The same nesting that `replace_listeners` builds (spacy-transformers'
     # `replace_listener`), so weights saved from either load into the other.

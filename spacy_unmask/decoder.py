@@ -22,6 +22,10 @@ from .masking import SUPPORTED_ATTENTION, LayerUnmasker
 from .repetition import check_repeat, last_copy, repeat_pieces
 
 
+# The precisions `dtype` accepts for the stored weights.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 @dataclass(frozen=True)
 class DecoderSettings:
     """The decoder-side config values of `spacy-unmask.DecoderTransformer.v1`, validated."""
@@ -32,9 +36,15 @@ class DecoderSettings:
     attn_implementation: str = "sdpa"
     mixed_precision: bool = False
     repeat: int = 1
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         check_repeat(self.repeat)
+        if self.dtype not in DTYPES:
+            raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)} (the precision of the stored weights)")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError("gradient_checkpointing", self.gradient_checkpointing, "true or false")
         if self.attn_implementation not in SUPPORTED_ATTENTION:
             raise ConfigError(
                 "attn_implementation",
@@ -45,6 +55,10 @@ class DecoderSettings:
             isinstance(self.n_layers, bool) or not isinstance(self.n_layers, int) or self.n_layers < 1
         ):
             raise ConfigError("n_layers", self.n_layers, "null (all layers) or a positive integer")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
 
     def check(self, config: PretrainedConfig) -> None:
         """Check the settings against a model's (already cut) config."""
@@ -62,6 +76,12 @@ class DecoderEncoder(nn.Module):
         self.settings = settings
         self.unmasked_layers = settings.unmask.layers(transformer.config.num_hidden_layers)
         self.unmasker = LayerUnmasker(transformer, self.unmasked_layers)
+        transformer.to(settings.torch_dtype)
+        if settings.gradient_checkpointing:
+            # Non-reentrant: it needs no input that requires grad (frozen embeddings
+            # under LoRA), and the layers' pre-hooks run again on the recompute with
+            # the same call's padding, so unmasked layers get the same masks.
+            transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if settings.lora is not None:
             transformer = apply_lora(transformer, settings.lora)
         self.transformer = transformer
@@ -131,7 +151,9 @@ class DecoderFactory:
 
     def from_config(self, config: PretrainedConfig) -> DecoderEncoder:
         config.use_cache = False
-        transformer = AutoModel.from_config(config, attn_implementation=self.settings.attn_implementation)
+        transformer = AutoModel.from_config(
+            config, attn_implementation=self.settings.attn_implementation, torch_dtype=self.settings.torch_dtype
+        )
         return self.wrap(transformer)
 
     def wrap(self, transformer: PreTrainedModel) -> DecoderEncoder:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 from tokenizers import Tokenizer, pre_tokenizers, processors
+import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
@@ -150,8 +151,10 @@ def prepare_tokenizer(tokenizer, from_gguf: bool = False) -> PreTrainedTokenizer
     )
 
 
-def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementation: str) -> PreTrainedModel:
-    """The bare decoder (no LM head) with pretrained weights, in float32."""
+def load_weights(
+    source: ModelSource, config: PretrainedConfig, attn_implementation: str, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
+    """The bare decoder (no LM head) with pretrained weights, stored in `dtype`."""
     # Weights of layers beyond `n_layers` are skipped on purpose, and the tensor-parallel
     # plan check complains about every checkpoint when nothing is sharded: keep both quiet.
     loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.integrations.tensor_parallel")]
@@ -163,6 +166,7 @@ def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementat
             str(source.folder),
             config=config,
             attn_implementation=attn_implementation,
+            torch_dtype=dtype,
             output_loading_info=True,
             **source.from_pretrained_kwargs,
         )
@@ -180,7 +184,7 @@ def load_weights(source: ModelSource, config: PretrainedConfig, attn_implementat
             f"{ACCEPTED_NAME} (its weights lack {len(missing)} tensors the config needs, "
             f"e.g. {missing[:3]})",
         )
-    return model
+    return model.to(dtype)  # GGUF weights come de-quantized to float32
 
 
 def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:

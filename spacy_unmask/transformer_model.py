@@ -56,6 +56,13 @@ class DecoderShim(HFShim):
     def _thinc_update(self, optimizer) -> None:
         # thinc's `PyTorchShim.finish_update`, minus its second zeroing of each
         # gradient: thinc's optimizers already hand every gradient back zeroed.
+        half = sorted({str(p.dtype).replace("torch.", "") for p in self._model.parameters() if p.requires_grad} - {"float32"})
+        if half:
+            raise ValueError(
+                f"The decoder's weights are {', '.join(half)} (`dtype`), which thinc's optimizers cannot update "
+                "(they work on float32 numpy arrays). Use `Adam.v1` with `use_averages = false` in "
+                '[training.optimizer] (torch applies it), or dtype = "float32".'
+            )
         for name, param in self._model.named_parameters():
             if param.grad is None:
                 continue
@@ -146,7 +153,7 @@ def load_decoder(name: str, settings: DecoderSettings, tok_cfg: dict, trf_cfg: d
     config = load_config(source, settings.n_layers, trf_cfg)
     settings.check(config)
     tokenizer = load_tokenizer(source, tok_cfg)
-    weights = load_weights(source, config, settings.attn_implementation)
+    weights = load_weights(source, config, settings.attn_implementation, settings.torch_dtype)
     factory = DecoderFactory(settings)
     module = factory.wrap(weights)
     module.to(get_torch_default_device())

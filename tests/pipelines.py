@@ -83,3 +83,20 @@ def train(nlp, steps: int = 30, seed: int = 0, lr: float = 3e-3):
         nlp.update(data, sgd=optimizer, losses=step)
         losses.append(step["ner"])
     return losses
+
+
+def spacy_train_steps(nlp, optimizer, steps: int = 4):
+    """`spacy train`'s update order: every component's update, then every optimizer step.
+
+    (`nlp.update(sgd=...)` steps each component right after its own update, so the
+    decoder would step before its listeners backpropagate.) Returns the decoder's
+    trainable weights after the steps.
+    """
+    data = examples(nlp)
+    for _ in range(steps):
+        nlp.update(data, sgd=False, drop=0.0)
+        for _, proc in nlp.pipeline:
+            proc.finish_update(optimizer)
+        optimizer.step_schedules()
+    module = nlp.get_pipe("transformer").model.transformer
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}

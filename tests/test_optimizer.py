@@ -11,7 +11,7 @@ from spacy_unmask import optimizer as optimizer_module
 from spacy_unmask import transformer_model
 from spacy_unmask.optimizer import TorchAdam, mirror_refusal
 
-from .pipelines import build_nlp, examples
+from .pipelines import build_nlp, examples, spacy_train_steps
 
 SHAPES = {"embed": (50, 8), "proj": (8, 8), "bias": (8,), "big": (300, 40)}
 
@@ -75,18 +75,6 @@ def test_a_parameter_that_skipped_a_step_keeps_its_own_bias_correction():
     numpy.testing.assert_allclose(b.detach().numpy(), thinc_b, rtol=1e-6)
 
 
-def train_weights(nlp, optimizer, steps: int = 4):
-    """spaCy's own update sequence (as `spacy train` runs it); the decoder's weights after it."""
-    data = examples(nlp)
-    for _ in range(steps):
-        nlp.update(data, sgd=False, drop=0.0)
-        for _, proc in nlp.pipeline:
-            proc.finish_update(optimizer)
-        optimizer.step_schedules()
-    module = nlp.get_pipe("transformer").model.transformer
-    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
-
-
 def fresh(tiny_llama, lora, optimizer):
     spacy.util.fix_random_seed(0)
     nlp = build_nlp(tiny_llama, unmask="second_half", lora=lora)
@@ -98,9 +86,9 @@ def fresh(tiny_llama, lora, optimizer):
 def test_spacy_training_steps_give_the_weights_of_thincs_optimizer(tiny_llama, lora, monkeypatch):
     ours = thinc_adam(True)
     assert mirror_refusal(ours) is None
-    mirrored = train_weights(fresh(tiny_llama, lora, thinc_adam(True)), ours)
+    mirrored = spacy_train_steps(fresh(tiny_llama, lora, thinc_adam(True)), ours)
     monkeypatch.setattr(transformer_model.DecoderShim, "finish_update", PyTorchShim.finish_update)
-    stock = train_weights(fresh(tiny_llama, lora, thinc_adam(True)), thinc_adam(True))
+    stock = spacy_train_steps(fresh(tiny_llama, lora, thinc_adam(True)), thinc_adam(True))
     assert mirrored.keys() == stock.keys() and mirrored
     for name in stock:
         torch.testing.assert_close(mirrored[name], stock[name], rtol=1e-4, atol=1e-5, msg=name)
@@ -121,11 +109,11 @@ def test_optimizers_we_cannot_mirror_run_through_thinc_with_one_notice(tiny_llam
     before = {n: p.detach().clone() for n, p in start.get_pipe("transformer").model.transformer.named_parameters()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ours = train_weights(fresh(tiny_llama, None, make()), make())
+        ours = spacy_train_steps(fresh(tiny_llama, None, make()), make())
     notices = [w for w in caught if "runs through thinc" in str(w.message)]
     assert len(notices) == 1 and reason in str(notices[0].message)
     monkeypatch.setattr(transformer_model.DecoderShim, "finish_update", PyTorchShim.finish_update)
-    stock = train_weights(fresh(tiny_llama, None, make()), make())
+    stock = spacy_train_steps(fresh(tiny_llama, None, make()), make())
     for name in stock:
         torch.testing.assert_close(ours[name], stock[name], rtol=0, atol=0, msg=name)
     assert any(not torch.equal(ours[n], before[n]) for n in ours)

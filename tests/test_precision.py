@@ -10,7 +10,7 @@ from thinc.api import SGD
 from spacy_unmask import optimizer as optimizer_module
 from spacy_unmask.errors import ConfigError
 
-from .pipelines import build_nlp, examples, train
+from .pipelines import build_nlp, examples, spacy_train_steps, train
 
 TEXTS = ["Apple opened a store in Berlin .", "Obama 😀 visited Paris !", "", "   "]
 
@@ -76,8 +76,10 @@ def test_an_optimizer_thinc_must_apply_cannot_update_half_precision_weights(tiny
 
 def test_gradient_checkpointing_trains_to_the_same_weights_and_round_trips(tiny_llama, tmp_path):
     def trained(checkpointing: bool):
+        spacy.util.fix_random_seed(0)
         nlp = build_nlp(tiny_llama, unmask="0101", extra=f"gradient_checkpointing = {str(checkpointing).lower()}")
-        train(nlp, steps=3)
+        optimizer = nlp.initialize(lambda: examples(nlp))
+        spacy_train_steps(nlp, optimizer, steps=3)
         return nlp
 
     plain, recomputed = trained(False), trained(True)
@@ -107,5 +109,11 @@ def test_gradient_checkpointing_recomputes_the_unmasked_layers_in_backward(tiny_
 
 
 def test_gradient_checkpointing_must_be_a_bool(tiny_llama):
-    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+    from confection import ConfigValidationError
+
+    from spacy_unmask import DecoderSettings, LayerGroups
+
+    with pytest.raises(ConfigValidationError, match="gradient_checkpointing"):
         build_nlp(tiny_llama, extra='gradient_checkpointing = "yes"')
+    with pytest.raises(ConfigError, match="gradient_checkpointing='yes'"):
+        DecoderSettings(unmask=LayerGroups.parse("none"), gradient_checkpointing="yes")
