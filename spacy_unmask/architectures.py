@@ -74,7 +74,11 @@ def create_decoder_transformer(
         and the saved pipeline (a 7B model takes 14 GB, not 28) and runs on a GPU's
         tensor cores; on CPUs without bf16 instructions it is slower than float32.
         Listeners still get float32 vectors. Half precision needs an optimizer torch
-        applies (`Adam.v1` with `use_averages = false`), not one thinc must apply.
+        applies (`Adam.v1` with `use_averages = false`), not one thinc must apply; it
+        keeps Adam's moments and the update in float32, but a half-precision weight
+        still rounds away steps smaller than its precision, so for full fine-tuning
+        prefer "float32" with `mixed_precision`, and use half precision under `lora`
+        (peft keeps the adapters in float32) or for inference.
     gradient_checkpointing (bool): Keep only each decoder layer's input in the
         forward pass and recompute the rest in backward (transformers' own mechanism,
         non-reentrant): much less memory for big models or long windows, at about a

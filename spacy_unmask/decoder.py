@@ -16,7 +16,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from .errors import ConfigError
 from .layer_groups import LayerGroups
-from .loading import check_model_type
+from .loading import cast_weights, check_model_type
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
 from .repetition import check_repeat, last_copy, repeat_pieces
@@ -76,7 +76,7 @@ class DecoderEncoder(nn.Module):
         self.settings = settings
         self.unmasked_layers = settings.unmask.layers(transformer.config.num_hidden_layers)
         self.unmasker = LayerUnmasker(transformer, self.unmasked_layers)
-        transformer.to(settings.torch_dtype)
+        cast_weights(transformer, settings.torch_dtype)
         if settings.gradient_checkpointing:
             # Non-reentrant: it needs no input that requires grad (frozen embeddings
             # under LoRA), and the layers' pre-hooks run again on the recompute with

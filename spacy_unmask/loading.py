@@ -184,7 +184,20 @@ def load_weights(
             f"{ACCEPTED_NAME} (its weights lack {len(missing)} tensors the config needs, "
             f"e.g. {missing[:3]})",
         )
-    return model.to(dtype)  # GGUF weights come de-quantized to float32
+    return cast_weights(model, dtype)  # GGUF weights come de-quantized to float32
+
+
+def cast_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the model's floating-point parameters in `dtype`, and nothing else.
+
+    `model.to(dtype)` would also round buffers such as RoPE's inverse frequencies,
+    which transformers keeps in float32: in bfloat16 the rotation angles drift by
+    tenths of a radian at a few hundred positions.
+    """
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return model
 
 
 def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:

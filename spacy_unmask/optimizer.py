@@ -23,9 +23,8 @@ torch's step, in thinc's order.
 """
 import math
 import warnings
-import weakref
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.optim.adam import adam as functional_adam
@@ -70,7 +69,12 @@ def _clip_each(grads: List[torch.Tensor], threshold: float) -> None:
 
 
 class TorchAdam:
-    """The update of a thinc Adam `Optimizer`, applied to `params` by torch's fused Adam.
+    """The update of a thinc Adam `Optimizer`, applied to named parameters by torch's fused Adam.
+
+    The state lives where thinc keeps its own, in the optimizer, under thinc's keys
+    (`(shim id, parameter name)`): the update count in `nr_update`, the two moments
+    (torch tensors here) in `mom1` and `mom2`. It goes when the optimizer goes, as
+    thinc's does. The moments are float32 whatever the weights' dtype.
 
     It calls torch's functional Adam (`torch.optim.adam.adam`, the kernel behind
     `torch.optim.Adam`) on the parameters' `.data`, as thinc's shim writes them: spaCy's
@@ -78,60 +82,46 @@ class TorchAdam:
     through it, and an update that autograd sees would then break that backward.
     """
 
-    def __init__(self, optimizer: Optimizer, params: List[torch.nn.Parameter]):
+    def __init__(self, optimizer: Optimizer, named_params: List[Tuple[Tuple, torch.nn.Parameter]]):
         self.optimizer = optimizer
-        self.params = list(params)
-        # per parameter: thinc's update count, Adam's two moments and torch's step tensor
-        self.state: Dict[int, dict] = {}
-        self.fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in self.params)
-
-    def serves(self, optimizer: Optimizer, params: List[torch.nn.Parameter]) -> bool:
-        """Whether this instance holds the state for `optimizer` over exactly `params`."""
-        return optimizer is self.optimizer and len(params) == len(self.params) and all(
-            a is b for a, b in zip(params, self.params)
-        )
-
-    def _state(self, param: torch.nn.Parameter) -> dict:
-        state = self.state.get(id(param))
-        if state is None:
-            state = self.state[id(param)] = {
-                "count": 0,
-                "exp_avg": torch.zeros_like(param.data),
-                "exp_avg_sq": torch.zeros_like(param.data),
-                "step": torch.zeros((), dtype=torch.float32, device=param.device),
-            }
-        return state
+        self.named_params = list(named_params)
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every parameter that has a gradient; gradients are zeroed in place."""
         opt = self.optimizer
-        params = [p for p in self.params if p.grad is not None and p.numel() > 0]
-        if not params:
+        named = [(key, p) for key, p in self.named_params if p.grad is not None and p.numel() > 0]
+        if not named:
             return
-        weights, grads = [p.data for p in params], [p.grad for p in params]
+        params = [p for _, p in named]
+        grads = [p.grad for p in params]
         if opt.L2 != 0 and not opt.L2_is_weight_decay:
-            torch._foreach_add_(grads, weights, alpha=opt.L2)
+            torch._foreach_add_(grads, [p.data for p in params], alpha=opt.L2)
         if opt.grad_clip:
             _clip_each(grads, opt.grad_clip)
         # eps depends on the update count; parameters usually share it, but one that
         # had no gradient at some step is behind, so each count gets its own call.
         by_count: Dict[int, List[int]] = defaultdict(list)
-        for i, p in enumerate(params):
-            state = self._state(p)
-            state["count"] += 1
-            by_count[state["count"]].append(i)
+        for i, (key, p) in enumerate(named):
+            opt.nr_update[key] += 1
+            if key not in opt.mom1:
+                opt.mom1[key] = torch.zeros_like(p.data, dtype=torch.float32)
+                opt.mom2[key] = torch.zeros_like(p.data, dtype=torch.float32)
+            by_count[opt.nr_update[key]].append(i)
         for count, members in by_count.items():
-            states = [self._state(params[i]) for i in members]
+            keys = [named[i][0] for i in members]
+            # float32 master copies of half-precision weights: Adam's small steps and
+            # second moments vanish in bfloat16/float16
+            weights = [params[i].data.float() for i in members]
             functional_adam(
-                [weights[i] for i in members],
-                [grads[i] for i in members],
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
+                weights,
+                [grads[i].float() for i in members],
+                [opt.mom1[k] for k in keys],
+                [opt.mom2[k] for k in keys],
                 [],
-                [s["step"] for s in states],
-                foreach=None if self.fused else True,
-                fused=self.fused or None,
+                [torch.tensor(float(count - 1), device=w.device) for w in weights],  # the kernel adds 1
+                foreach=None,
+                fused=all(w.device.type in ("cpu", "cuda") for w in weights) or None,
                 amsgrad=False,
                 beta1=opt.b1,
                 beta2=opt.b2,
@@ -140,20 +130,9 @@ class TorchAdam:
                 eps=opt.eps / math.sqrt(1.0 - opt.b2**count),
                 maximize=False,
             )
-        if opt.L2 != 0 and opt.L2_is_weight_decay:
-            torch._foreach_mul_(weights, 1.0 - opt.learn_rate * opt.L2)
+            if opt.L2 != 0 and opt.L2_is_weight_decay:
+                torch._foreach_mul_(weights, 1.0 - opt.learn_rate * opt.L2)
+            for i, w in zip(members, weights):
+                if params[i].dtype != torch.float32:  # a half-precision weight: write the result back
+                    params[i].data.copy_(w)
         torch._foreach_zero_(grads)
-
-
-# Each shim's Adam state, kept beside the shim rather than on it: copying or pickling
-# a model (deepcopy, `nlp.pipe(n_process=...)`) then carries no optimizer state, and
-# the state goes when the shim goes.
-_STATES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def torch_adam_for(owner, optimizer: Optimizer, params: List[torch.nn.Parameter]) -> TorchAdam:
-    """The `TorchAdam` holding `owner`'s state under `optimizer`; a new one for a new optimizer or parameter set."""
-    state = _STATES.get(owner)
-    if state is None or not state.serves(optimizer, params):
-        state = _STATES[owner] = TorchAdam(optimizer, params)
-    return state

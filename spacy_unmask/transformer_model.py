@@ -8,8 +8,6 @@ import copy
 import warnings
 from typing import Callable, List, Tuple
 
-import torch
-
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
 from spacy_transformers.layers._util import replace_listener
@@ -29,7 +27,7 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
-from .optimizer import mirror_refusal, notify_fallback, torch_adam_for
+from .optimizer import TorchAdam, mirror_refusal, notify_fallback
 
 
 class DecoderShim(HFShim):
@@ -42,15 +40,17 @@ class DecoderShim(HFShim):
     """
 
     def finish_update(self, optimizer) -> None:
-        params = [p for p in self._model.parameters() if p.requires_grad]
+        named = [((self.id, n), p) for n, p in self._model.named_parameters() if p.requires_grad]
         refusal = mirror_refusal(optimizer)
         if refusal is not None:
             notify_fallback(refusal)
             self._thinc_update(optimizer)
         elif self._grad_scaler.found_inf:  # an overflow under mixed precision: skip the step
-            torch._foreach_zero_([p.grad for p in params if p.grad is not None])
+            for _, param in named:
+                if param.grad is not None:
+                    param.grad.zero_()
         else:
-            torch_adam_for(self, optimizer, params).step()
+            TorchAdam(optimizer, named).step()
         self._grad_scaler.update()
 
     def _thinc_update(self, optimizer) -> None:

@@ -39,7 +39,7 @@ def test_torch_adam_gives_the_weights_of_thinc_adam(decoupled, grad_clip, schedu
     mirror_opt = thinc_adam(schedule, L2_is_weight_decay=decoupled, grad_clip=grad_clip)
     thinc_weights = {name: w.copy() for name, w in start.items()}
     params = [torch.nn.Parameter(torch.tensor(w)) for w in start.values()]
-    mirror = TorchAdam(mirror_opt, params)
+    mirror = TorchAdam(mirror_opt, [((0, name), p) for name, p in zip(SHAPES, params)])
     for step in range(12):
         grads = gradients(step)
         for name in SHAPES:
@@ -59,7 +59,7 @@ def test_a_parameter_that_skipped_a_step_keeps_its_own_bias_correction():
     thinc_opt, mirror_opt = thinc_adam(False), thinc_adam(False)
     w = numpy.ones((4, 4), dtype="float32")
     a, b = torch.nn.Parameter(torch.ones(4, 4)), torch.nn.Parameter(torch.ones(4, 4))
-    mirror = TorchAdam(mirror_opt, [a, b])
+    mirror = TorchAdam(mirror_opt, [((0, "a"), a), ((0, "b"), b)])
     thinc_a, thinc_b = w.copy(), w.copy()
     for step in range(4):
         g = numpy.full((4, 4), 0.1 * (step + 1), dtype="float32")
@@ -87,6 +87,9 @@ def test_spacy_training_steps_give_the_weights_of_thincs_optimizer(tiny_llama, l
     ours = thinc_adam(True)
     assert mirror_refusal(ours) is None
     mirrored = spacy_train_steps(fresh(tiny_llama, lora, thinc_adam(True)), ours)
+    # the state lives in the thinc optimizer, under thinc's keys, as float32 torch tensors
+    moments = [v for v in ours.mom1.values() if isinstance(v, torch.Tensor)]
+    assert len(moments) == len(mirrored) and all(m.dtype == torch.float32 for m in moments)
     monkeypatch.setattr(transformer_model.DecoderShim, "finish_update", PyTorchShim.finish_update)
     stock = spacy_train_steps(fresh(tiny_llama, lora, thinc_adam(True)), thinc_adam(True))
     assert mirrored.keys() == stock.keys() and mirrored

@@ -32,6 +32,8 @@ def test_dtype_stores_the_decoder_weights_in_that_precision(tiny_llama, dtype):
     nlp = build_nlp(tiny_llama, extra=f'dtype = "{dtype}"')
     nlp.initialize(lambda: examples(nlp))
     assert {p.dtype for p in module_of(nlp).parameters()} == {getattr(torch, dtype)}
+    # RoPE's inverse frequencies stay float32, as transformers keeps them
+    assert module_of(nlp).transformer.rotary_emb.inv_freq.dtype == torch.float32
     # listeners still get float32 (numpy has no bfloat16)
     doc = nlp("Apple opened a store in Berlin .")
     assert doc._.trf_data.model_output.last_hidden_state.dtype == numpy.float32
