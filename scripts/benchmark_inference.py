@@ -23,7 +23,9 @@ import torch
 from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import alternate, fastest, peak_matmul, read_tweets, report_child, synchronize, use_device, write_result  # noqa: E402
+from benchmarking import (  # noqa: E402
+    alternate, fastest, peak_matmul, piece_counts, read_tweets, report_child, synchronize, use_device, write_result,
+)
 from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
 
 PIPELINE_CONFIG = """
@@ -101,7 +103,7 @@ def child(args) -> None:
     run = pipe if args.child == "pipe" else bare
     run(batches[:2])  # warm-up
     seconds = min(timed(lambda: run(batches)) for _ in range(args.passes))
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"]]
+    lengths = piece_counts(tokenizer, texts)
     report_child({
         "seconds": seconds,
         "flops": DecoderFlops(module, model.attrs["settings"].repeat).total(lengths, training=False),

@@ -42,7 +42,9 @@ from spacy.cli._util import parse_config_overrides
 from spacy.util import load_config, registry, resolve_dot_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import alternate, fastest, peak_matmul, report_child, synchronize, use_device, write_result  # noqa: E402
+from benchmarking import (  # noqa: E402
+    alternate, fastest, peak_matmul, piece_counts, report_child, synchronize, use_device, write_result,
+)
 from reference_loop import make_step, reference_batches  # noqa: E402
 from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
 
@@ -68,11 +70,6 @@ ABLATIONS = {
 }
 
 
-def piece_counts(tokenizer, texts) -> list:
-    """Real (non-padding) subword pieces of each text, before repetition."""
-    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
-
-
 def padding(tokenizer, batches) -> float:
     """Padded pieces over real pieces, when every batch pads to its longest text."""
     real = padded = 0
@@ -88,31 +85,33 @@ def child(args, overrides: dict) -> None:
     nlp, training, train_corpus = build(args.config, overrides)
     trf = nlp.get_pipe("transformer").model
     module, repeat = trf.transformer, trf.attrs["settings"].repeat
+    needed = args.warmup + args.steps
+    if args.child == "reference":
+        epoch = reference_batches(train_corpus(nlp), trf.tokenizer)
+        text_of = lambda item: item[0]  # noqa: E731  (text, entities)
+    else:
+        epoch = list(training["batcher"](train_corpus(nlp)))  # its first batches are timed
+        text_of = lambda eg: eg.reference.text  # noqa: E731
+    batches = epoch[:needed]
+    if len(batches) < needed:
+        raise SystemExit(f"the train corpus gives only {len(batches)} batches; lower --steps/--warmup")
     if args.child == "reference":
         optimizer = training["optimizer"]
-        batches = reference_batches(train_corpus(nlp), trf.tokenizer, args.warmup + args.steps)
         # A constant rate (the shipped peak): the rate does not change the speed.
         step = make_step(module, trf.tokenizer, batches, 2e-4, optimizer.L2, optimizer.grad_clip or 1.0)
         seconds = time_steps(step, batches, args.warmup)
-        texts = [text for batch in batches[args.warmup :] for text, _ in batch]
-        epoch = [[text for text, _ in batch] for batch in reference_batches(train_corpus(nlp), trf.tokenizer, 0, every=True)]
+    elif args.child == "spacy":
+        seconds = time_spacy_loop(nlp, training, batches, args.warmup)
     else:
-        batches = list(islice(training["batcher"](train_corpus(nlp)), args.warmup + args.steps))
-        if len(batches) < args.warmup + args.steps:
-            raise SystemExit(f"the train corpus gives only {len(batches)} batches; lower --steps/--warmup")
-        if args.child == "spacy":
-            seconds = time_spacy_loop(nlp, training, batches, args.warmup)
-        else:
-            seconds = time_bare_loop(trf, batches, args.warmup)
-        texts = [eg.reference.text for batch in batches[args.warmup :] for eg in batch]
-        epoch = [[eg.reference.text for eg in batch] for batch in training["batcher"](train_corpus(nlp))]
+        seconds = time_bare_loop(trf, batches, args.warmup)
+    texts = [text_of(item) for batch in batches[args.warmup :] for item in batch]
     lengths = piece_counts(trf.tokenizer, texts)
     report_child({
         "seconds": seconds,
         "pieces": sum(lengths) * repeat,
         "flops": DecoderFlops(module, repeat).total(lengths, training=True),
         "texts": len(texts),
-        "padding": padding(trf.tokenizer, epoch),
+        "padding": padding(trf.tokenizer, [[text_of(item) for item in batch] for batch in epoch]),
         "steps": args.steps,
         "device": device,
         "layers": module.config.num_hidden_layers,

@@ -35,6 +35,11 @@ def read_tweets(limit: int) -> List[str]:
     return tweets[:limit]
 
 
+def piece_counts(tokenizer, texts) -> List[int]:
+    """Real (non-padding) subword pieces of each text, before repetition."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+
+
 def use_device(gpu_id: int) -> str:
     """Put thinc (and so spaCy and our module) on the GPU if asked; name the device."""
     import torch

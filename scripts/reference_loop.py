@@ -26,18 +26,14 @@ def piece_labels(text: str, entities: Sequence[Tuple[int, int, str]], offsets, l
     return [at[start] if end > start else 0 for start, end in offsets]
 
 
-def reference_batches(examples, tokenizer, n_batches: int, seed: int = 0, every: bool = False):
-    """`n_batches` (or, with `every`, all) length-sorted batches of `BATCH_SIZE` (texts, entities), in a seeded order."""
+def reference_batches(examples, tokenizer, seed: int = 0):
+    """One epoch of length-sorted batches of `BATCH_SIZE` (texts, entities), in a seeded order."""
     items = [(eg.reference.text, [(e.start_char, e.end_char, e.label_) for e in eg.reference.ents]) for eg in examples]
     lengths = [len(ids) for ids in tokenizer([text for text, _ in items], truncation=True)["input_ids"]]
     order = sorted(range(len(items)), key=lambda i: lengths[i])
     batches = [[items[i] for i in order[k : k + BATCH_SIZE]] for k in range(0, len(order), BATCH_SIZE)]
     random.Random(seed).shuffle(batches)
-    if every:
-        return batches
-    if len(batches) < n_batches:
-        raise SystemExit(f"the train split gives only {len(batches)} batches of {BATCH_SIZE}; lower --steps/--warmup")
-    return batches[:n_batches]
+    return batches
 
 
 def make_step(module: nn.Module, tokenizer, batches, learn_rate: float, weight_decay: float, grad_clip: float) -> Callable:

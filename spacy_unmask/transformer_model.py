@@ -44,32 +44,30 @@ class DecoderShim(HFShim):
         refusal = mirror_refusal(optimizer)
         if refusal is not None:
             notify_fallback(refusal)
-            self._thinc_update(optimizer)
-        elif self._grad_scaler.found_inf:  # an overflow under mixed precision: skip the step
+        if self._grad_scaler.found_inf:  # an overflow under mixed precision: skip the step
             for _, param in named:
                 if param.grad is not None:
                     param.grad.zero_()
+        elif refusal is not None:
+            self._thinc_update(optimizer, named)
         else:
             TorchAdam(optimizer, named).step()
         self._grad_scaler.update()
 
-    def _thinc_update(self, optimizer) -> None:
+    def _thinc_update(self, optimizer, named) -> None:
         # thinc's `PyTorchShim.finish_update`, minus its second zeroing of each
         # gradient: thinc's optimizers already hand every gradient back zeroed.
-        half = sorted({str(p.dtype).replace("torch.", "") for p in self._model.parameters() if p.requires_grad} - {"float32"})
+        half = sorted({str(p.dtype).replace("torch.", "") for _, p in named} - {"float32"})
         if half:
             raise ValueError(
                 f"The decoder's weights are {', '.join(half)} (`dtype`), which thinc's optimizers cannot update "
                 "(they work on float32 numpy arrays). Use `Adam.v1` with `use_averages = false` in "
                 '[training.optimizer] (torch applies it), or dtype = "float32".'
             )
-        for name, param in self._model.named_parameters():
+        for key, param in named:
             if param.grad is None:
                 continue
-            if self._grad_scaler.found_inf:
-                param.grad.zero_()
-                continue
-            data, grad = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad))
+            data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad))
             param.data = xp2torch(data, requires_grad=True, device=param.device)
             returned = xp2torch(grad, device=param.device)
             if returned.data_ptr() != param.grad.data_ptr():
