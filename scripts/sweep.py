@@ -1,19 +1,24 @@
-"""The layer-group sweep: which layers to unmask, against an encoder and spaCy's CNN.
+"""The layer-group sweep at the recipe we ship: which layers to unmask, against MiniLM and spaCy's CNN.
 
-    python scripts/sweep.py [--quick] [--out reports/sweep] [--stage all|grid|specs|seeds|report]
+    python scripts/sweep.py [--quick] [--out reports/sweep] [--stage all|report]
 
-Stages (each finished run leaves `OUT/<run>.json`; a restarted sweep skips those):
-1. grid:  each family's learning rate from three values, on the dev split with seed 0
-          (the decoder with unmask "none", the MiniLM encoder, the CNN tok2vec);
-2. specs: one NER pipeline per unmask spec (and repeat 2) at the decoder's chosen rate,
-          plus both baselines at theirs, all with seed 0, scored on dev and test;
-3. seeds: seeds 1 and 2 for the three specs best on *dev*, for "none" and the baselines;
-4. report: `OUT.md` (table) and `OUT.png` (plot) from all run files.
-The budget (layers kept, epochs, batch) lives in configs/sweep_*.cfg and is the same
-for every spec. `--quick` trains each run a few steps on a small slice (for CI).
+Every run is `spacy train` on a config derived from `configs/cpu.cfg` (scripts/sweep_recipe.py:
+same decoder, epochs, batches and schedule, NER only), scored on dev and test. In order:
+1. each family's learning rate (decoder, MiniLM, CNN), chosen on dev (`choose_rate`):
+   seed 0 over a 1-2-5 grid, widened while the best rate sits at an edge, then seeds 1 and 2
+   for the two best rates, and the rate with the better mean dev F1 over the 3 seeds wins
+   (so a rate that collapses on one seed loses to a steadier one);
+2. every unmask spec and `repeat2` at the decoder's rate, 3 seeds each; then `repeat2+<best>`,
+   repetition over the unmask spec best on dev (the two routes combined), 3 seeds;
+3. the LoRA table: adapters on q and v over the same decoder, their own rate, for `none`,
+   `second_half` and `all`, 3 seeds each.
+Each finished run leaves `OUT/<run>.json` (the resume marker, with its config's digest: a run of
+an older recipe is retrained) and rebuilds `OUT.md` and `OUT.png` (scripts/sweep_report.py).
+`--quick` trains each run a few steps on a small slice with one seed and one rate (for CI).
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -26,22 +31,22 @@ import spacy
 from spacy.cli.evaluate import evaluate
 from spacy.tokens import DocBin
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_recipe import write_family_configs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ["none", "all", "first_half", "second_half", "1000", "0100", "0010", "0001", "repeat2"]
+LORA_SPECS = ["none", "second_half", "all"]
+# starting grids (1-2-5 steps); `choose_rate` widens one that peaks at an edge
 GRID = {
-    "decoder": [5e-4, 1e-3, 2e-3],  # LoRA adapters and the ner head
+    "decoder": [1e-4, 2e-4, 5e-4],  # full fine-tuning; the shipped rate is 2e-4
+    "lora": [5e-4, 1e-3, 2e-3],  # adapters and the ner head
     "minilm": [1e-4, 2e-4, 5e-4],
-    "tok2vec": [5e-4, 1e-3, 2e-3],
+    "tok2vec": [1e-3, 2e-3, 5e-3],
 }
-# how each family's config takes its learning rate
-LR_KEY = {
-    "decoder": "training.optimizer.learn_rate.initial_rate",
-    "minilm": "training.optimizer.learn_rate.initial_rate",
-    "tok2vec": "training.optimizer.learn_rate",
-}
+LR_KEY = "training.optimizer.learn_rate.initial_rate"
 SEEDS = (0, 1, 2)
-# 3 families x 3 rates, 8 more specs, then 2 seeds x (3 best specs + none + 2 baselines)
-PLANNED_RUNS = 9 + len(SPECS) - 1 + 2 * 6
+MAX_RATES = 6  # a grid is widened at most to this many rates
 
 
 def log(message: str) -> None:
@@ -49,7 +54,7 @@ def log(message: str) -> None:
 
 
 def run_id(family: str, spec: str, lr: float, seed: int, quick: bool) -> str:
-    name = family if family != "decoder" else f"decoder-{spec}"
+    name = family if family in ("minilm", "tok2vec") else f"{family}-{spec}"
     # quick runs never stand in for real ones, even in the same folder
     return f"{name}-lr{lr:g}-s{seed}" + ("-quick" if quick else "")
 
@@ -62,18 +67,72 @@ def read_run(path: Path):
         return None
 
 
+def spec_settings(spec: str):
+    """(unmask, repeat) of a sweep spec: `repeat2` is repetition alone, `repeat2+X` over unmask X."""
+    if spec.startswith("repeat2"):
+        return (spec.split("+", 1)[1] if "+" in spec else "none"), 2
+    return spec, 1
+
+
+def neighbour_rate(rate: float, up: bool) -> float:
+    """The next rate on the 1-2-5 series above or below `rate`."""
+    exponent = math.floor(math.log10(rate) + 1e-9)
+    series = [1, 2, 5]
+    position = min(range(3), key=lambda i: abs(series[i] * 10**exponent - rate)) + (1 if up else -1)
+    exponent += position // 3
+    return float(f"{series[position % 3]}e{exponent}")
+
+
+def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES):
+    """The learning rate of one family, and whether the choice is final.
+
+    `get(lr, seed)` returns that run's record (training it if need be) or None when it is
+    not available; the choice then stops early and is provisional. Seed 0 runs over the grid,
+    which is widened by one 1-2-5 step while its best rate is the highest or lowest tried;
+    the two best rates on seed 0 then run every seed, and the one with the higher mean dev F1
+    wins (widened again if that one sits at an edge).
+    """
+    rates = sorted(grid)
+
+    def widened(rate):
+        if len(rates) >= max_rates or rate not in (rates[0], rates[-1]) or len(rates) == 1:
+            return False
+        rates.insert(0, neighbour_rate(rates[0], up=False)) if rate == rates[0] else rates.append(neighbour_rate(rates[-1], up=True))
+        return True
+
+    while True:
+        first = {lr: get(lr, 0) for lr in rates}
+        done = {lr: r for lr, r in first.items() if r is not None}
+        if not done:
+            return None, False
+        ranked = sorted(done, key=lambda lr: -done[lr]["dev"]["ents_f"])
+        if len(done) < len(rates):
+            return ranked[0], False
+        if widened(ranked[0]):
+            continue
+        means = {}
+        for lr in ranked[:2]:
+            runs = [get(lr, seed) for seed in seeds]
+            if any(r is None for r in runs):
+                return ranked[0], False
+            means[lr] = statistics.mean(r["dev"]["ents_f"] for r in runs)
+        chosen = max(means, key=means.get)
+        if widened(chosen):
+            continue
+        return chosen, True
+
+
 def overrides(family: str, spec: str, lr: float, seed: int, quick: bool) -> list:
-    args = [f"--{LR_KEY[family]}", str(lr), "--system.seed", str(seed)]
-    if family == "decoder":
-        unmask, repeat = ("none", 2) if spec == "repeat2" else (spec, 1)
+    args = [f"--{LR_KEY}", str(lr), "--system.seed", str(seed)]
+    if family in ("decoder", "lora"):
+        unmask, repeat = spec_settings(spec)
         # quoted: spaCy's command line would read 0010 as the number 10
         args += ["--components.transformer.model.unmask", json.dumps(unmask), "--components.transformer.model.repeat", str(repeat)]
         if quick:
             args += ["--components.transformer.model.n_layers", "4"]
     if quick:
-        args += ["--training.max_steps", "3", "--training.eval_frequency", "3", "--training.max_epochs", "0"]
-        if family != "tok2vec":
-            args += ["--training.optimizer.learn_rate.warmup_steps", "1"]
+        args += ["--training.max_steps", "3", "--training.eval_frequency", "3", "--training.max_epochs", "0",
+                 "--training.optimizer.learn_rate.warmup_steps", "1"]
     return args
 
 
@@ -92,178 +151,85 @@ def corpus_paths(corpus: Path, quick: bool, out: Path) -> dict:
     return {p: small / f"{p}.spacy" for p in ("train", "dev", "test")}
 
 
-def count_words(path: Path) -> int:
-    return sum(len(d) for d in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
-
-
-def train_and_score(family, spec, lr, seed, paths, out: Path, quick: bool) -> dict:
-    """One run; its JSON is the resume marker."""
-    name = run_id(family, spec, lr, seed, quick)
-    target = out / f"{name}.json"
-    done = read_run(target) if target.is_file() else None
-    if done is not None:
-        return done
-    model_dir = out / "training" / name
-    cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / f"configs/sweep_{family}.cfg"),
-           "--output", str(model_dir), "--paths.train", str(paths["train"]), "--paths.dev", str(paths["dev"]),
-           *overrides(family, spec, lr, seed, quick)]
-    finished = len([p for p in out.glob("*.json") if (read_run(p) or {}).get("quick") == quick])
-    log(f"training {name} ({finished} runs finished so far, of about {PLANNED_RUNS} in a full sweep)")
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    best = model_dir / "model-best"
-    scores = {part: evaluate(str(best), paths[part], silent=True) for part in ("dev", "test")}
-    record = {
-        "run": name, "family": family, "spec": spec, "learn_rate": lr, "seed": seed,
-        "unmasked_layers": unmasked_layers(best) if family == "decoder" else None,
-        "train_seconds": round(seconds, 1),
-        "train_words": count_words(paths["train"]),
-        "dev": {k: scores["dev"][k] for k in ("ents_p", "ents_r", "ents_f")},
-        "test": {k: scores["test"][k] for k in ("ents_p", "ents_r", "ents_f")},
-        "test_words_per_s": round(scores["test"]["speed"], 1),
-        "quick": quick,
-    }
-    partial = target.with_name(target.name + ".part")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(partial, target)
-    shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB
-    log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
-    return record
-
-
 def unmasked_layers(model_path: Path) -> str:
     nlp = spacy.load(model_path, exclude=["ner"])
-    model = nlp.get_pipe("transformer").model
-    layers = sorted(model.transformer.unmasked_layers)
+    layers = sorted(nlp.get_pipe("transformer").model.transformer.unmasked_layers)
     return ",".join(map(str, layers)) if layers else "-"
 
 
-def best_rate(records) -> float:
-    return max(records, key=lambda r: r["dev"]["ents_f"])["learn_rate"]
+class Sweep:
+    """Trains and scores runs on demand; a finished run of the current recipe is read, not rerun."""
+
+    def __init__(self, out: Path, corpus: Path, quick: bool):
+        self.out, self.quick = out, quick
+        self.paths = corpus_paths(corpus, quick, out)
+        self.configs = write_family_configs(out / "configs")
+        self.train_words = sum(len(d) for d in DocBin().from_disk(self.paths["train"]).get_docs(spacy.blank("en").vocab))
+
+    def run(self, family: str, spec: str, lr: float, seed: int) -> dict:
+        name = run_id(family, spec, lr, seed, self.quick)
+        target = self.out / f"{name}.json"
+        config, recipe = self.configs[family]
+        done = read_run(target) if target.is_file() else None
+        if done is not None and done.get("recipe") == recipe:
+            return done
+        if done is not None:
+            log(f"{name}: its record is of another recipe ({done.get('recipe')} != {recipe}); training it again")
+        model_dir = self.out / "training" / name
+        cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(model_dir),
+               "--paths.train", str(self.paths["train"]), "--paths.dev", str(self.paths["dev"]),
+               *overrides(family, spec, lr, seed, self.quick)]
+        log(f"training {name}")
+        start = time.perf_counter()
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        best = model_dir / "model-best"
+        scoring = time.perf_counter()
+        scores = {part: evaluate(str(best), self.paths[part], silent=True) for part in ("dev", "test")}
+        score_seconds = time.perf_counter() - scoring
+        record = {
+            "run": name, "family": family, "spec": spec, "learn_rate": lr, "seed": seed, "recipe": recipe,
+            "unmasked_layers": unmasked_layers(best) if family in ("decoder", "lora") else None,
+            "train_seconds": round(seconds, 1),
+            "score_seconds": round(score_seconds, 1),
+            # the 1-minute load average as the run ended: above the core count, the CPU was shared
+            "load_average": round(os.getloadavg()[0], 2),
+            "cpu_count": os.cpu_count(),
+            "train_words": self.train_words,
+            "dev": {k: scores["dev"][k] for k in ("ents_p", "ents_r", "ents_f")},
+            "test": {k: scores["test"][k] for k in ("ents_p", "ents_r", "ents_f")},
+            "test_words_per_s": round(scores["test"]["speed"], 1),
+            "quick": self.quick,
+        }
+        partial = target.with_name(target.name + ".part")
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(partial, target)
+        shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB
+        log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
+        self.report()
+        return record
+
+    def rate(self, family: str, spec: str = "none") -> float:
+        grid = GRID[family][1:2] if self.quick else GRID[family]
+        seeds = SEEDS[:1] if self.quick else SEEDS
+        chosen, final = choose_rate(grid, lambda lr, seed: self.run(family, spec, lr, seed), seeds)
+        assert final, "every run was trained, so the choice is final"
+        log(f"{family}: learning rate {chosen:g}")
+        return chosen
+
+    def report(self) -> None:
+        from sweep_report import write_report
+
+        write_report(self.out, self.quick)
 
 
-def mean_spread(values):
-    mean = statistics.mean(values)
-    spread = (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
-    return mean, spread
-
-
-def budget_text() -> str:
-    """The budget as the sweep configs state it (the same for every spec and seed)."""
-    from thinc.api import Config
-
-    def cfg(family):
-        return Config().from_disk(ROOT / f"configs/sweep_{family}.cfg", interpolate=False)
-
-    decoder = cfg("decoder")
-    training, model = decoder["training"], decoder["components"]["transformer"]["model"]
-    lora = model.get("lora")
-    adapters = f"LoRA r={lora['r']} on {', '.join(lora['target_modules'])}" if lora else "full fine-tuning"
-    epochs = {f: cfg(f)["training"]["max_epochs"] for f in ("decoder", "minilm", "tok2vec")}
-    same = len(set(epochs.values())) == 1
-    return (
-        f"Budget: NER only, {training['max_epochs']} epochs over the train split for every family"
-        f"{'' if same else ' (NOT equal: ' + str(epochs) + ')'}, "
-        f"batches of `{training['batcher']['@batchers']}` size {training['batcher']['size']}, "
-        f"dev scored every {training['eval_frequency']} steps (model-best kept), seeds as listed. "
-        f"Decoder: SmolLM2-135M cut to its first {model['n_layers']} of 30 layers, {adapters}, "
-        "with the ner head trained at the same rate. MiniLM-L6: all 6 layers, full fine-tuning "
-        "(stock `spacy-transformers.TransformerModel.v3`). tok2vec: spaCy's CNN from scratch."
-    )
-
-
-def summarize(records):
-    """One row per system (decoder spec or baseline) at its family's chosen rate."""
-    rates = {r["family"]: r["learn_rate"] for r in records if r.get("chosen")}
-    groups = {}
-    for r in records:
-        if r["learn_rate"] == rates.get(r["family"]):
-            key = r["spec"] if r["family"] == "decoder" else r["family"]
-            groups.setdefault(key, []).append(r)
-    rows = []
-    for key, runs in groups.items():
-        f1, spread = mean_spread([100 * r["test"]["ents_f"] for r in runs])
-        rows.append({
-            "system": key,
-            "family": runs[0]["family"],
-            "layers": runs[0].get("unmasked_layers") or "n/a",
-            "seeds": sorted(r["seed"] for r in runs),
-            "dev_f1": statistics.mean(100 * r["dev"]["ents_f"] for r in runs),
-            "p": statistics.mean(100 * r["test"]["ents_p"] for r in runs),
-            "r": statistics.mean(100 * r["test"]["ents_r"] for r in runs),
-            "f1": f1,
-            "spread": spread,
-            "seconds": statistics.mean(r["train_seconds"] for r in runs),
-            "words_per_s": statistics.mean(r["test_words_per_s"] for r in runs),
-        })
-    rows.sort(key=lambda row: -row["f1"])
-    return rates, rows
-
-
-def verdict(rows) -> str:
-    """The decoder spec best on dev (over all its seeds), and its test margins."""
-    by_name = {row["system"]: row for row in rows}
-    decoders = [row for row in rows if row["family"] == "decoder"]
-    if not decoders:
-        return ""
-    best = max(decoders, key=lambda row: (len(row["seeds"]), row["dev_f1"]))
-    parts = [f"Best decoder spec on dev (among those with the most seeds): `{best['system']}` "
-             f"(dev F1 {best['dev_f1']:.1f}, test F1 {best['f1']:.1f} ± {best['spread']:.1f} over seeds {best['seeds']})."]
-    for other in ("none", "minilm", "tok2vec"):
-        if other in by_name and other != best["system"]:
-            row = by_name[other]
-            parts.append(f"Test F1 margin over {other}: {best['f1'] - row['f1']:+.1f} "
-                         f"({other} {row['f1']:.1f} ± {row['spread']:.1f}, seeds {row['seeds']}).")
-    return " ".join(parts)
-
-
-def write_report(records, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates, rows = summarize(records)
-    lines = [
-        "| system | layers unmasked | seeds | dev F1 | test P | test R | test F1 (mean ± half-range) | train s | words/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['system']} | {row['layers']} | {','.join(map(str, row['seeds']))} | {row['dev_f1']:.1f} "
-            f"| {row['p']:.1f} | {row['r']:.1f} | {row['f1']:.1f} ± {row['spread']:.1f} | {row['seconds']:.0f} "
-            f"| {row['words_per_s']:.0f} |"
-        )
-    lines += [
-        "",
-        "Learning rates chosen on dev (seed 0): " + ", ".join(f"{k} {v:g}" for k, v in sorted(rates.items()))
-        + "; grids: " + "; ".join(f"{k} {', '.join(f'{v:g}' for v in GRID[k])}" for k in sorted(GRID)) + ".",
-        "",
-        verdict(rows),
-        "",
-        budget_text(),
-        "",
-        "train s: wall seconds of `spacy train` (dev scored 3 times inside); words/s: spaCy's evaluate speed on test.",
-    ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-
-    decoder_rows = sorted((row for row in rows if row["family"] == "decoder"), key=lambda row: SPECS.index(row["system"]))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for several, style, label in ((True, "o", "decoder spec, several seeds (mean, half-range)"), (False, "o", "decoder spec, 1 seed")):
-        xs = [i for i, r in enumerate(decoder_rows) if (len(r["seeds"]) > 1) == several]
-        ax.errorbar(xs, [decoder_rows[i]["f1"] for i in xs], yerr=[decoder_rows[i]["spread"] for i in xs], fmt=style,
-                    capsize=4, label=label, color="C0", markerfacecolor="C0" if several else "white")
-    ax.set_xticks(range(len(decoder_rows)), [r["system"] for r in decoder_rows], rotation=30)
-    for row, style in zip([r for r in rows if r["family"] != "decoder"], ("--", ":")):
-        ax.axhline(row["f1"], linestyle=style, color="gray", label=f"{row['system']} {row['f1']:.1f}")
-    ax.set_ylabel("test NER F1")
-    ax.set_title("SmolLM2 layer-group unmasking on WNUT-16 (our split)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+def best_unmask_spec(sweep: Sweep, lr: float, seeds) -> str:
+    """The unmask spec (not `none`, not repetition) with the best mean dev F1 over its seeds."""
+    means = {spec: statistics.mean(sweep.run("decoder", spec, lr, s)["dev"]["ents_f"] for s in seeds)
+             for spec in SPECS if spec not in ("none", "repeat2")}
+    return max(means, key=means.get)
 
 
 def main() -> int:
@@ -271,51 +237,30 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="folder with train/dev/test.spacy")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "sweep")
-    parser.add_argument("--stage", choices=["all", "grid", "specs", "seeds", "report"], default="all")
+    parser.add_argument("--stage", choices=["all", "report"], default="all")
     args = parser.parse_args()
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    families = ("decoder", "minilm", "tok2vec")
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "report":
-        return report_from_files(out, args.quick)
-    paths = corpus_paths(args.corpus, args.quick, out)
-    # --quick checks the machinery, not the science: one rate per family, one extra seed
-    rates = {f: GRID[f][1:2] if args.quick else GRID[f] for f in families}
-    seeds = SEEDS[:2] if args.quick else SEEDS
-    grid = {f: [train_and_score(f, "none", lr, 0, paths, out, args.quick) for lr in rates[f]] for f in families}
-    chosen = {f: best_rate(grid[f]) for f in families}
-    log(f"chosen learning rates: {chosen}")
-    if args.stage == "grid":
+        from sweep_report import write_report
+
+        write_report(args.out, args.quick)
         return 0
-    records = [r for f in families for r in grid[f]]
-    if args.stage in ("all", "specs", "seeds"):
+    sweep = Sweep(args.out, args.corpus, args.quick)
+    seeds = SEEDS[:1] if args.quick else SEEDS
+    started = time.perf_counter()
+    rates = {family: sweep.rate(family) for family in ("decoder", "minilm", "tok2vec")}
+    for seed in seeds:
         for spec in SPECS:
-            records.append(train_and_score("decoder", spec, chosen["decoder"], 0, paths, out, args.quick))
-    if args.stage in ("all", "seeds"):
-        firsts = [r for r in records if r["family"] == "decoder" and r["learn_rate"] == chosen["decoder"] and r["seed"] == 0]
-        ranked = sorted({r["spec"]: r for r in firsts}.values(), key=lambda r: -r["dev"]["ents_f"])
-        again = {r["spec"] for r in ranked[:3]} | {"none"}
-        for seed in seeds[1:]:
-            for spec in sorted(again):
-                records.append(train_and_score("decoder", spec, chosen["decoder"], seed, paths, out, args.quick))
-            for family in ("minilm", "tok2vec"):
-                records.append(train_and_score(family, "none", chosen[family], seed, paths, out, args.quick))
-    return report_from_files(out, args.quick)
-
-
-def report_from_files(out: Path, quick: bool) -> int:
-    """The table and plot from every finished run file in `out` (of the same mode)."""
-    records = [r for r in map(read_run, sorted(out.glob("*.json"))) if r is not None and r.get("quick") == quick]
-    grid = [r for r in records if r["seed"] == 0 and r["spec"] == "none"]
-    if not grid:
-        raise SystemExit(f"no finished grid runs in {out}: run the sweep first")
-    chosen = {}
-    for family in {r["family"] for r in grid}:
-        chosen[family] = best_rate([r for r in grid if r["family"] == family])
-    for r in records:
-        r["chosen"] = r["learn_rate"] == chosen.get(r["family"])
-    write_report(records, out)
-    log(f"report: {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+            sweep.run("decoder", spec, rates["decoder"], seed)
+    combined = "repeat2+" + best_unmask_spec(sweep, rates["decoder"], seeds)
+    for seed in seeds:
+        sweep.run("decoder", combined, rates["decoder"], seed)
+    lora_rate = sweep.rate("lora")
+    for seed in seeds:
+        for spec in LORA_SPECS:
+            sweep.run("lora", spec, lora_rate, seed)
+    sweep.report()
+    log(f"sweep complete ({time.perf_counter() - started:.0f} s in this invocation)")
     return 0
 
 
