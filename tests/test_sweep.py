@@ -1,38 +1,146 @@
-"""The sweep's machinery in --quick mode: every run, the report, and resuming."""
+"""The sweep: configs derived from the shipped recipe, the learning-rate rule, the report, and
+the whole machinery in --quick mode (every run, resuming, a recipe change)."""
 import json
 import subprocess
 import sys
 
 import pytest
+from thinc.api import Config
 
 from .test_project import ROOT, WNUT, needs_model, needs_wnut, script
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import sweep  # noqa: E402
+import sweep_recipe  # noqa: E402
+import sweep_report  # noqa: E402
+
 ENCODER = WNUT.parent.parent / "minilm-l6"
+
+
+def shipped():
+    return Config().from_disk(ROOT / "configs" / "cpu.cfg", interpolate=False)
+
+
+def test_the_decoder_family_is_the_shipped_recipe_with_ner_alone():
+    derived, recipe = sweep_recipe.family_config("decoder"), shipped()
+    assert derived["nlp"]["pipeline"] == ["transformer", "ner"]
+    for section in ("transformer", "ner"):
+        assert derived["components"][section] == recipe["components"][section]
+    training = {k: v for k, v in recipe["training"].items() if k != "score_weights"}
+    assert {k: v for k, v in derived["training"].items() if k != "score_weights"} == training
+    assert derived["training"]["score_weights"] == {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None}
+    assert derived["nlp"]["after_pipeline_creation"] == recipe["nlp"]["after_pipeline_creation"]
+
+
+@pytest.mark.parametrize("family", ["lora", "minilm", "tok2vec"])
+def test_every_family_keeps_the_shipped_budget_and_a_recipe_change_reaches_it(family, tmp_path):
+    derived = sweep_recipe.family_config(family)
+    assert derived["training"]["batcher"] == shipped()["training"]["batcher"]
+    assert derived["training"]["optimizer"] == shipped()["training"]["optimizer"]
+    assert set(derived["components"]) == set(derived["nlp"]["pipeline"])
+    if family == "lora":
+        model = derived["components"]["transformer"]["model"]
+        assert model["lora"]["target_modules"] == ["q_proj", "v_proj"] and model["n_layers"] == 15
+    if family == "minilm":
+        model = derived["components"]["transformer"]["model"]
+        assert model["@architectures"] == "spacy-transformers.TransformerModel.v3" and "unmask" not in model
+    if family == "tok2vec":
+        assert derived["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2VecListener.v1"
+    changed = shipped()
+    changed["training"]["max_epochs"] = 5
+    changed.to_disk(tmp_path / "cpu.cfg")
+    longer = sweep_recipe.family_config(family, tmp_path / "cpu.cfg")
+    assert longer["training"]["max_epochs"] == 5
+    assert sweep_recipe.digest(longer) != sweep_recipe.digest(derived)
+
+
+def test_rates_step_along_the_1_2_5_series():
+    assert [sweep.neighbour_rate(r, up=True) for r in (1e-4, 2e-4, 5e-4)] == [2e-4, 5e-4, 1e-3]
+    assert [sweep.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
+
+
+def fake_runs(dev_f1):
+    """get(lr, seed) over a table {lr: [dev F1 per seed]} that records which runs were asked for."""
+    asked = []
+
+    def get(lr, seed):
+        asked.append((lr, seed))
+        return {"dev": {"ents_f": dev_f1(lr, seed)}}
+
+    return get, asked
+
+
+def test_a_rate_best_at_the_top_of_the_grid_widens_it_until_it_is_not():
+    get, asked = fake_runs(lambda lr, seed: -abs(lr - 2e-3))  # peaks at 2e-3, above the grid
+    rate, final = sweep.choose_rate([1e-4, 2e-4, 5e-4], get)
+    assert (rate, final) == (2e-3, True)
+    assert {lr for lr, _ in asked} == {1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3}
+
+
+def test_a_rate_that_collapses_on_one_seed_loses_to_a_steady_one():
+    table = {1e-4: [0.30, 0.30, 0.30], 2e-4: [0.40, 0.38, 0.39], 5e-4: [0.42, 0.43, 0.10], 1e-3: [0.2, 0.2, 0.2]}
+    get, asked = fake_runs(lambda lr, seed: table[lr][seed])
+    assert sweep.choose_rate([1e-4, 2e-4, 5e-4], get) == (2e-4, True)
+    assert (1e-4, 1) not in asked, "only the two best rates on seed 0 get more seeds"
+
+
+def test_missing_runs_make_the_choice_provisional():
+    table = {1e-4: 0.3, 2e-4: 0.4}
+    assert sweep.choose_rate([1e-4, 2e-4, 5e-4], lambda lr, seed: {"dev": {"ents_f": table[lr]}} if lr in table and seed == 0 else None) == (2e-4, False)
+    assert sweep.choose_rate([1e-4], lambda lr, seed: None) == (None, False)
+
+
+def record(family, spec, seed, test_f1, lr=2e-4):
+    return {"family": family, "spec": spec, "learn_rate": lr, "seed": seed, "unmasked_layers": "-",
+            "dev": {"ents_f": test_f1, "ents_p": 0.5, "ents_r": 0.5}, "test": {"ents_f": test_f1, "ents_p": 0.5, "ents_r": 0.5},
+            "train_seconds": 100.0, "test_words_per_s": 500.0}
+
+
+def test_rows_give_each_seed_the_mean_and_the_sample_sd_and_the_verdict_the_gap():
+    records = [record("decoder", "none", s, f) for s, f in enumerate((0.30, 0.32, 0.34))]
+    records += [record("decoder", "second_half", s, f) for s, f in enumerate((0.40, 0.42, 0.44))]
+    records += [record("decoder", "none", 0, 0.9, lr=1e-4)]  # another rate: not in the rows
+    rows = sweep_report.rows_at_rates(records, {"decoder": (2e-4, True, [1e-4, 2e-4])})
+    by = {row["system"]: row for row in rows}
+    assert by["none"]["test_f1s"] == pytest.approx([30.0, 32.0, 34.0]) and by["none"]["n"] == 3
+    assert by["none"]["sd"] == pytest.approx(2.0) and by["second_half"]["f1"] == pytest.approx(42.0)
+    lines = "\n".join(sweep_report.verdict(rows))
+    assert "`second_half`" in lines and "+10.0 (standard error 1.6, so 6.1 standard errors)" in lines
+    table = "\n".join(sweep_report.table(rows))
+    assert "| second_half | - | 3 | 40.0, 42.0, 44.0 | 42.0 ± 2.0 |" in table
 
 
 @needs_model
 @needs_wnut
 @pytest.mark.skipif(not (ENCODER / "config.json").is_file(), reason=f"{ENCODER} not cached: run scripts/fetch_assets.py")
-def test_quick_sweep_writes_every_run_a_table_and_a_plot_and_resumes(tmp_path):
+def test_quick_sweep_trains_every_row_writes_the_report_resumes_and_retrains_an_old_recipe(tmp_path):
     script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")
     out = tmp_path / "reports" / "sweep"
     args = ["scripts/sweep.py", "--quick", "--corpus", tmp_path / "corpus", "--out", out]
     script(*args)
     runs = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     specs = {r["spec"] for r in runs.values() if r["family"] == "decoder"}
-    assert specs == {"none", "all", "first_half", "second_half", "1000", "0100", "0010", "0001", "repeat2"}
-    assert {r["family"] for r in runs.values()} == {"decoder", "minilm", "tok2vec"}
-    by_spec = {r["spec"]: r for r in runs.values() if r["family"] == "decoder" and r["seed"] == 0}
+    combined = [s for s in specs if s.startswith("repeat2+")]
+    assert specs - set(combined) == set(sweep.SPECS) and len(combined) == 1
+    assert {r["spec"] for r in runs.values() if r["family"] == "lora"} == set(sweep.LORA_SPECS)
+    assert {r["family"] for r in runs.values()} == {"decoder", "lora", "minilm", "tok2vec"}
+    by_spec = {r["spec"]: r for r in runs.values() if r["family"] == "decoder"}
     # quick runs keep 4 layers: the patterns must reach the model with their zeros
     assert by_spec["0010"]["unmasked_layers"] == "2" and by_spec["0001"]["unmasked_layers"] == "3"
     assert by_spec["repeat2"]["unmasked_layers"] == "-"
-    for record in runs.values():
-        assert 0.0 <= record["test"]["ents_f"] <= 1.0 and record["train_seconds"] > 0
-    table = out.with_suffix(".md").read_text()
-    assert table.startswith("| system | layers unmasked |")
-    assert all(f"| {name} |" in table for name in ("none", "0010", "repeat2", "minilm", "tok2vec"))
-    assert "Budget: NER only" in table and "Best decoder spec on dev" in table and "margin over minilm" in table
+    for run in runs.values():
+        assert 0.0 <= run["test"]["ents_f"] <= 1.0 and run["train_seconds"] > 0 and len(run["recipe"]) == 12
+    report = out.with_suffix(".md").read_text()
+    assert "| system | layers unmasked | n | test F1 per seed |" in report
+    assert all(f"| {name} |" in report for name in ("none", "0010", "repeat2", combined[0], "minilm", "tok2vec"))
+    assert "## LoRA on q and v" in report and "Best decoder spec on dev" in report
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "configs" / "decoder.cfg").read_text().startswith("# Generated by scripts/sweep_recipe.py")
     assert not (out / "training").exists() or not any((out / "training").iterdir()), "scored models are dropped"
     again = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and "training " not in again.stdout
+    # a record of another recipe (the shipped config changed since) is trained again
+    tok2vec = next(p for p in out.glob("tok2vec-*.json"))
+    tok2vec.write_text(json.dumps({**json.loads(tok2vec.read_text()), "recipe": "0ld"}))
+    third = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    assert third.returncode == 0 and "of another recipe" in third.stdout and third.stdout.count("training ") == 1
