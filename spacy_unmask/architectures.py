@@ -18,6 +18,7 @@ from .decoder import DecoderSettings
 from .layer_groups import LayerGroups
 from .loading import load_config, resolve_source
 from .lora import LoraSettings
+from .quantization import QuantizationSettings
 from .repetition import check_repeat
 from .transformer_model import DecoderTransformerModel
 
@@ -37,6 +38,7 @@ def create_decoder_transformer(
     grad_scaler_config: dict = {},
     dtype: str = "float32",
     gradient_checkpointing: bool = False,
+    quantization: Optional[QuantizationSettings] = None,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A decoder LLM (Llama, Mistral, Qwen2, Qwen3) as the model of spaCy's `transformer`
     component, with the causal mask removed in a chosen group of layers. Listeners
@@ -83,6 +85,15 @@ def create_decoder_transformer(
         forward pass and recompute the rest in backward (transformers' own mechanism,
         non-reentrant): much less memory for big models or long windows, at about a
         third more compute. Unmasked layers get the same masks when recomputed.
+    quantization (Optional[QuantizationSettings]): None keeps the weights in `dtype`;
+        a `spacy-unmask.BitsAndBytes4bit.v1` block stores the linear layers' weights
+        in 4 bits (QLoRA: transformers' `BitsAndBytesConfig`, then peft's
+        `prepare_model_for_kbit_training`, which keeps embeddings and norms in
+        float32). Requires `lora`: the 4-bit weights stay frozen. Needs the
+        bitsandbytes package (`pip install spacy-unmask[quantization]`) and a build
+        that runs on the device in use; `initialize` says what is missing otherwise.
+        The saved pipeline holds the 4-bit weights with their statistics and the
+        adapters (about a quarter of bfloat16's size for the linear layers).
     """
     settings = DecoderSettings(
         unmask=LayerGroups.parse(unmask),
@@ -93,6 +104,7 @@ def create_decoder_transformer(
         repeat=repeat,
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
+        quantization=quantization,
     )
     if get_spans is None:
         get_spans = configure_strided_spans(window=128, stride=96)
@@ -120,6 +132,7 @@ def create_tok2vec_decoder(
     grad_scaler_config: dict = {},
     dtype: str = "float32",
     gradient_checkpointing: bool = False,
+    quantization: Optional[QuantizationSettings] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A decoder used directly as one component's "tok2vec" layer, with no shared
     `transformer` component. `nlp.replace_listeners` writes this architecture when a
@@ -133,7 +146,7 @@ def create_tok2vec_decoder(
     decoder = create_decoder_transformer(
         name, unmask, n_layers, lora, repeat, attn_implementation, get_spans,
         tokenizer_config, transformer_config, mixed_precision, grad_scaler_config,
-        dtype, gradient_checkpointing,
+        dtype, gradient_checkpointing, quantization,
     )
     # The same nesting that `replace_listeners` builds (spacy-transformers'
     # `replace_listener`), so weights saved from either load into the other.
@@ -192,3 +205,21 @@ def create_lora(
         ["q_proj", "v_proj"] (the paper's choice) or all of q/k/v/o_proj.
     """
     return LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=list(target_modules))
+
+
+@registry.misc("spacy-unmask.BitsAndBytes4bit.v1")
+def create_bitsandbytes_4bit(
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+    compute_dtype: str = "bfloat16",
+) -> QuantizationSettings:
+    """4-bit base weights for `spacy-unmask.DecoderTransformer.v1` (its `quantization`),
+    as in QLoRA; applied with transformers' `BitsAndBytesConfig(load_in_4bit=True)`.
+
+    quant_type (str): "nf4" (4-bit NormalFloat, QLoRA's choice) or "fp4".
+    double_quant (bool): Quantize the quantization constants too (saves about 0.4 bits
+        a weight).
+    compute_dtype (str): The precision each matmul de-quantizes the weights to:
+        "bfloat16" (default; GPUs with bf16), "float16" or "float32".
+    """
+    return QuantizationSettings(quant_type=quant_type, double_quant=double_quant, compute_dtype=compute_dtype)

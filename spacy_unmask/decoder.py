@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from accelerate import init_empty_weights
+from peft import prepare_model_for_kbit_training
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
@@ -19,7 +21,13 @@ from .layer_groups import LayerGroups
 from .loading import cast_weights, check_model_type
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
+from .quantization import QuantizationSettings, keep_training_layout, rebuild_quantized, split_state
 from .repetition import check_repeat, last_copy, repeat_pieces
+
+# transformers' own recomputation; non-reentrant needs no input that requires grad
+# (frozen embeddings under LoRA), and the layers' pre-hooks run again on the recompute
+# with the same call's padding, so unmasked layers get the same masks.
+CHECKPOINTING = {"use_reentrant": False}
 
 
 # The precisions `dtype` accepts for the stored weights.
@@ -38,9 +46,15 @@ class DecoderSettings:
     repeat: int = 1
     dtype: str = "float32"
     gradient_checkpointing: bool = False
+    quantization: Optional[QuantizationSettings] = None
 
     def __post_init__(self):
         check_repeat(self.repeat)
+        if self.quantization is not None and self.lora is None:
+            raise ConfigError(
+                "quantization", "BitsAndBytes4bit",
+                "a [lora] block beside it: 4-bit weights are frozen, only LoRA adapters on top of them train",
+            )
         if self.dtype not in DTYPES:
             raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)} (the precision of the stored weights)")
         if not isinstance(self.gradient_checkpointing, bool):
@@ -72,16 +86,26 @@ class DecoderEncoder(nn.Module):
 
     def __init__(self, transformer: PreTrainedModel, settings: DecoderSettings):
         super().__init__()
-        settings.check(transformer.config)
         self.settings = settings
+        self._attach(transformer)
+
+    def _attach(self, transformer: PreTrainedModel) -> None:
+        settings = self.settings
+        settings.check(transformer.config)
         self.unmasked_layers = settings.unmask.layers(transformer.config.num_hidden_layers)
         self.unmasker = LayerUnmasker(transformer, self.unmasked_layers)
-        cast_weights(transformer, settings.torch_dtype)
-        if settings.gradient_checkpointing:
-            # Non-reentrant: it needs no input that requires grad (frozen embeddings
-            # under LoRA), and the layers' pre-hooks run again on the recompute with
-            # the same call's padding, so unmasked layers get the same masks.
-            transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if getattr(transformer, "is_loaded_in_4bit", False):
+            # peft's QLoRA preparation: freeze the base, keep the layers left in full
+            # precision (embeddings, norms) in float32, and set up the recomputation.
+            transformer = keep_training_layout(prepare_model_for_kbit_training(
+                transformer,
+                use_gradient_checkpointing=settings.gradient_checkpointing,
+                gradient_checkpointing_kwargs=CHECKPOINTING,
+            ))
+        else:
+            cast_weights(transformer, settings.torch_dtype)
+            if settings.gradient_checkpointing:
+                transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING)
         if settings.lora is not None:
             transformer = apply_lora(transformer, settings.lora)
         self.transformer = transformer
@@ -133,6 +157,8 @@ class DecoderEncoder(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # spacy-transformers retries a failed load with strict=False; for us a
         # mismatch means the config no longer describes the saved weights.
+        if self.settings.quantization is not None:
+            return self._load_quantized(state_dict)
         try:
             return super().load_state_dict(state_dict, strict=True, assign=assign)
         except RuntimeError as err:
@@ -141,6 +167,25 @@ class DecoderEncoder(nn.Module):
                 "(were `n_layers` or `lora` changed after training?). "
                 f"torch says: {str(err)[:500]}"
             ) from err
+
+    def _load_quantized(self, state_dict):
+        """Rebuild the 4-bit base from its saved packed weights, then load the adapters."""
+        base, adapters = split_state(state_dict, "transformer.")
+        if not any(key.endswith(".absmax") for key in base):
+            raise ValueError(
+                "The saved decoder weights are not 4-bit, but the config sets `quantization` "
+                "(was it added after training?): load the pipeline with the config it was saved with."
+            )
+        device = next(iter(state_dict.values())).device
+        self._attach(rebuild_quantized(self.config, base, self.settings, device))
+        result = super().load_state_dict(adapters, strict=False)
+        missing = [key for key in result.missing_keys if ".lora_" in key]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                "The saved LoRA adapters do not fit the model that the config describes (was `lora` changed "
+                f"after training?): missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+            )
+        return result
 
 
 class DecoderFactory:
@@ -151,9 +196,13 @@ class DecoderFactory:
 
     def from_config(self, config: PretrainedConfig) -> DecoderEncoder:
         config.use_cache = False
-        transformer = AutoModel.from_config(
-            config, attn_implementation=self.settings.attn_implementation, torch_dtype=self.settings.torch_dtype
-        )
+        # A 4-bit model is rebuilt from its saved packed weights when they are loaded
+        # (`DecoderEncoder.load_state_dict`): until then a skeleton with no memory stands in.
+        skeleton = init_empty_weights() if self.settings.quantization is not None else nullcontext()
+        with skeleton:
+            transformer = AutoModel.from_config(
+                config, attn_implementation=self.settings.attn_implementation, torch_dtype=self.settings.torch_dtype
+            )
         return self.wrap(transformer)
 
     def wrap(self, transformer: PreTrainedModel) -> DecoderEncoder:

@@ -152,9 +152,17 @@ def prepare_tokenizer(tokenizer, from_gguf: bool = False) -> PreTrainedTokenizer
 
 
 def load_weights(
-    source: ModelSource, config: PretrainedConfig, attn_implementation: str, dtype: torch.dtype = torch.float32
+    source: ModelSource,
+    config: PretrainedConfig,
+    attn_implementation: str,
+    dtype: torch.dtype = torch.float32,
+    quantization: Optional[Dict] = None,
 ) -> PreTrainedModel:
-    """The bare decoder (no LM head) with pretrained weights, stored in `dtype`."""
+    """The bare decoder (no LM head) with pretrained weights, stored in `dtype`.
+
+    quantization: extra `from_pretrained` arguments that quantize while loading
+    (`quantization.load_kwargs`); the linear layers then hold 4-bit weights.
+    """
     # Weights of layers beyond `n_layers` are skipped on purpose, and the tensor-parallel
     # plan check complains about every checkpoint when nothing is sharded: keep both quiet.
     loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.integrations.tensor_parallel")]
@@ -169,6 +177,7 @@ def load_weights(
             torch_dtype=dtype,
             output_loading_info=True,
             **source.from_pretrained_kwargs,
+            **(quantization or {}),
         )
     except Exception as err:  # OSError, safetensors' header errors, GGUF parse errors...
         raise ConfigError("name", source.name, f"{ACCEPTED_NAME} (no usable weights: {err})") from err

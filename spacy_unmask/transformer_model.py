@@ -28,6 +28,7 @@ from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
 from .optimizer import TorchAdam, mirror_refusal, notify_fallback
+from .quantization import load_kwargs
 
 
 class DecoderShim(HFShim):
@@ -151,10 +152,12 @@ def load_decoder(name: str, settings: DecoderSettings, tok_cfg: dict, trf_cfg: d
     config = load_config(source, settings.n_layers, trf_cfg)
     settings.check(config)
     tokenizer = load_tokenizer(source, tok_cfg)
-    weights = load_weights(source, config, settings.attn_implementation, settings.torch_dtype)
+    device = get_torch_default_device()
+    quantization = load_kwargs(settings.quantization, device, config) if settings.quantization is not None else None
+    weights = load_weights(source, config, settings.attn_implementation, settings.torch_dtype, quantization)
     factory = DecoderFactory(settings)
     module = factory.wrap(weights)
-    module.to(get_torch_default_device())
+    module.to(device)
     return HFObjects(tokenizer, module, None, tok_cfg, trf_cfg)
 
 
