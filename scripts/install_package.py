@@ -32,9 +32,10 @@ print("pipeline", nlp.meta["name"], nlp.pipe_names, "displacy", len(html), "char
 """
 
 
-def run(cmd):
+def run(cmd, quiet: bool = False):
+    """Run `cmd`, echoed; `quiet` keeps its output to itself (a check whose failure is expected)."""
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    return subprocess.run([str(c) for c in cmd]).returncode
+    return subprocess.run([str(c) for c in cmd], capture_output=quiet).returncode
 
 
 def main() -> int:
@@ -54,8 +55,12 @@ def main() -> int:
         return 1
     # Fill the wheelhouse once (network); later runs find everything there.
     probe = [py, "-m", "pip", "download", "-q", "--no-index", "--find-links", house, "-d", house, "-r", ROOT / "requirements.txt"]
-    if run(probe) != 0 and run([py, "-m", "pip", "download", "-q", "-d", house, "-r", ROOT / "requirements.txt"]) != 0:
-        return 1
+    if run(probe, quiet=True) == 0:
+        print(f"wheelhouse {house} holds every requirement: installing offline", flush=True)
+    else:
+        print(f"wheelhouse {house} lacks some requirements (first run): downloading them from PyPI, once", flush=True)
+        if run([py, "-m", "pip", "download", "-q", "-d", house, "-r", ROOT / "requirements.txt"]) != 0:
+            return 1
     if not (args.venv / "bin" / "python").exists():
         if run([py, "-m", "venv", args.venv]) != 0:
             return 1

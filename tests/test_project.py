@@ -50,6 +50,18 @@ def test_malformed_data_names_the_file_and_line(tmp_path):
     assert missing.returncode == 1 and "fetch_assets.py" in missing.stderr
 
 
+def test_assets_folder_is_in_git_and_its_readme_names_every_pinned_wheel():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fetch_assets
+
+    readme = (ROOT / "assets" / "README.md").read_text()
+    for spec in (fetch_assets.MODEL, fetch_assets.DATA, fetch_assets.ENCODER):
+        assert f"`{spec['package']}=={spec['version']}`" in readme and spec["member"] in readme
+    tracked = subprocess.run(["git", "ls-files", "assets"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if tracked:  # a git checkout (not an unpacked sdist): the folder ships, its links do not
+        assert set(tracked) == {"assets/README.md", "assets/.gitignore"}
+
+
 def test_a_truncated_wheel_in_the_cache_is_named_with_the_remedy(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
