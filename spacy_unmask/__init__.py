@@ -1,4 +1,5 @@
 """spacy-unmask: decoder LLMs as spaCy transformer layers, with layer-group causal-mask removal."""
+from . import quantization  # noqa: F401  (first: quiets a bitsandbytes notice before peft imports it)
 from . import architectures  # noqa: F401  (registers the functions)
 from .decoder import DecoderEncoder, DecoderSettings
 from .layer_groups import LayerGroups

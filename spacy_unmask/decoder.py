@@ -162,9 +162,10 @@ class DecoderEncoder(nn.Module):
         try:
             return super().load_state_dict(state_dict, strict=True, assign=assign)
         except RuntimeError as err:
+            changed = "`quantization` (the saved weights are 4-bit)" if any(k.endswith(".absmax") for k in state_dict) else "`n_layers` or `lora`"
             raise ValueError(
                 "The saved decoder weights do not fit the model that the config describes "
-                "(were `n_layers` or `lora` changed after training?). "
+                f"(was {changed} changed after training?). "
                 f"torch says: {str(err)[:500]}"
             ) from err
 

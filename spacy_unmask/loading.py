@@ -83,6 +83,14 @@ def load_config(
     except (OSError, ValueError, ImportError) as err:
         raise ConfigError("name", source.name, f"{ACCEPTED_NAME} ({err})") from err
     check_model_type(config)
+    if getattr(config, "quantization_config", None) is not None:
+        # transformers would load it quantized whatever the pipeline's config says
+        raise ConfigError(
+            "name", source.name,
+            f"{ACCEPTED_NAME}, with unquantized weights: this one holds quantized weights (its config.json "
+            "has a quantization_config). Point `name` "
+            "at the original (float) folder and set [components.transformer.model.quantization] to train on 4 bits",
+        )
     total = config.num_hidden_layers
     if n_layers is not None:
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= total:

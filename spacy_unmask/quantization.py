@@ -8,6 +8,7 @@ norms, and the adapters, plus the model config, which carries the `quantization_
 `rebuild_quantized` turns that back into the same module with transformers' loader for
 pre-quantized checkpoints, so loading neither needs the original folder nor quantizes again.
 """
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -15,6 +16,17 @@ import torch
 from transformers import MODEL_MAPPING, BitsAndBytesConfig, PretrainedConfig, PreTrainedModel
 
 from .errors import ConfigError
+
+class _UnusedKernelNotice(logging.Filter):
+    """bitsandbytes (0.50) warns at import, on CPUs with AVX512-BF16, that the optional kernel of
+    its repacked CPU layout is not installed; spacy-unmask never uses that layout
+    (`keep_training_layout`), so the warning would only alarm."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gemm_4bit_forward" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_UnusedKernelNotice())
 
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -59,19 +71,21 @@ def check_bitsandbytes(settings: QuantizationSettings, device: torch.device, con
 
     A probe, not a version table: what runs depends on the bitsandbytes version and build
     and on the device (bitsandbytes 0.50.2 from PyPI runs 4-bit layers on CPU). The probe
-    runs a layer of each of the model's input sizes, with and without gradients, set up as
-    `keep_training_layout` sets the model's.
+    runs a layer of each of the model's input sizes in a pipeline's order (a prediction
+    without gradients, then a training step), set up as `keep_training_layout` sets the
+    model's, and checks that the training step still reaches the input's gradient.
     """
+    value = f"BitsAndBytes4bit({settings.quant_type}, compute_dtype={settings.compute_dtype})"
     try:
         import bitsandbytes as bnb
     except ImportError as err:
         raise ConfigError(
-            "quantization", "BitsAndBytes4bit",
+            "quantization", value,
             "the bitsandbytes package, which is not installed: pip install 'spacy-unmask[quantization]' "
             f"(or set quantization = null) ({err})",
         ) from err
     sizes = linear_input_sizes(config) if config is not None else [64]
-    where = "this GPU" if device.type == "cuda" else "the CPU (no GPU is in use)"
+    where = "this GPU" if device.type == "cuda" else f"device {device} (no GPU is in use)"
     for size in sizes:
         try:
             layer = bnb.nn.Linear4bit(size, 8, bias=False, compute_dtype=COMPUTE_DTYPES[settings.compute_dtype],
@@ -79,16 +93,21 @@ def check_bitsandbytes(settings: QuantizationSettings, device: torch.device, con
             layer.weight = bnb.nn.Params4bit(torch.randn(8, size), requires_grad=False, quant_type=settings.quant_type,
                                              compress_statistics=settings.double_quant)
             layer = keep_training_layout(layer.to(device))
-            x = torch.randn(2, size, device=device, requires_grad=True)
-            layer(x).sum().backward()
+            x = torch.randn(2, size, device=device)
             with torch.no_grad():
-                layer(x)
+                layer.eval()(x)
+            x.requires_grad_(True)
+            layer.train()(x).sum().backward()
+            if x.grad is None or getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
+                raise RuntimeError("after a prediction, a training step no longer runs through autograd "
+                                   "(this version repacks the weights in a way spacy-unmask cannot turn off)")
         except Exception as err:  # bitsandbytes raises RuntimeError, NotImplementedError, its own errors...
             raise ConfigError(
-                "quantization", "BitsAndBytes4bit",
-                f"a bitsandbytes build that runs 4-bit layers of input size {size} (this model's) on {where}; "
+                "quantization", value,
+                f"a bitsandbytes build that trains 4-bit layers of input size {size} (this model's) on {where}; "
                 f"bitsandbytes {getattr(bnb, '__version__', '?')} cannot ({type(err).__name__}: {str(err)[:300]}). "
-                "Use a GPU (--gpu-id 0), a bitsandbytes version with CPU support such as 0.50.2, or quantization = null",
+                "Use a GPU (`--gpu-id 0` for spacy train, `spacy.require_gpu()` before spacy.load), bitsandbytes "
+                "0.50.2 (tested on CPU), or quantization = null",
             ) from err
 
 

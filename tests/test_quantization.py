@@ -39,8 +39,10 @@ def test_a_quantized_pipeline_trains_its_adapters_saves_the_4bit_weights_and_loa
     losses = train(nlp, steps=30)
     assert losses[-1] < 0.6 * losses[0], losses  # 24 -> 12 here; LoRA on q, v over bf16 weights does the same
     assert linear_kinds(nlp) == {"Linear4bit"}
-    trainable = {n for n, p in module_of(nlp).named_parameters() if p.requires_grad}
+    trainable = {n: p for n, p in module_of(nlp).named_parameters() if p.requires_grad}
     assert trainable and all(".lora_" in n for n in trainable)
+    # the adapters trained (lora_B starts at zero), not only the ner head
+    assert all(p.abs().sum() > 0 for n, p in trainable.items() if ".lora_B." in n)
     nlp.to_disk(tmp_path / "qlora")
     loaded = spacy.load(tmp_path / "qlora")
     assert linear_kinds(loaded) == {"Linear4bit"}
@@ -83,7 +85,7 @@ def test_without_a_bitsandbytes_that_runs_here_initialize_says_what_is_missing(t
 
     monkeypatch.setattr(bnb.nn.Linear4bit, "forward", no_cpu_kernels)
     nlp = build_nlp(tiny_llama, lora=LORA, extra=QUANTIZED)
-    with pytest.raises(ConfigError, match="runs 4-bit layers of input size 32.*on the CPU.*no CPU kernel.*GPU"):
+    with pytest.raises(ConfigError, match="trains 4-bit layers of input size 32.*device cpu.*no CPU kernel.*GPU"):
         nlp.initialize()
 
 
@@ -97,8 +99,22 @@ def test_training_after_an_evaluation_stays_on_the_trainable_4bit_layout(tiny_ll
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*autograd kernel was not registered.*")
         nlp.update(examples(nlp), sgd=optimizer)
-    layers = [m for m in module_of(nlp).modules() if type(m).__name__ == "Linear4bit"]
+    layers = [m for m in module_of(nlp).modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    assert not any(m.support_avx512bf16_for_cpu for m in layers), "repacking off on any CPU, not only this one"
+
+
+def test_a_folder_of_already_quantized_weights_is_refused_naming_the_remedy(tmp_path, tiny_llama):
+    import json
+    import shutil
+
+    folder = tmp_path / "prequantized"
+    shutil.copytree(tiny_llama, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="quantized weights.*original .float. folder.*quantization"):
+        build_nlp(folder, lora=LORA)
 
 
 def test_without_bitsandbytes_installed_the_error_names_the_package(tiny_llama, monkeypatch):
