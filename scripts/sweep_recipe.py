@@ -29,11 +29,12 @@ KEPT = "ner"
 
 
 def ner_only(config: Config) -> Config:
-    """`config` with every trainable head but `ner` removed, scored on NER alone."""
-    heads = [name for name in config["nlp"]["pipeline"] if name in ("spancat", "textcat", "textcat_multilabel", "tagger")]
-    for name in heads:
-        config["nlp"]["pipeline"].remove(name)
+    """`config` with only its embedding component and `ner` (spancat and post-processing such
+    as doc_cleaner dropped), scored on NER alone."""
+    kept = [name for name in config["nlp"]["pipeline"] if name in ("transformer", "tok2vec", KEPT)]
+    for name in [n for n in config["nlp"]["pipeline"] if n not in kept]:
         del config["components"][name]
+    config["nlp"]["pipeline"] = kept
     weights = config["training"]["score_weights"]
     for key in [k for k in weights if not k.startswith("ents_")]:
         del weights[key]
