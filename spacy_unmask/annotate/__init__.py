@@ -1,0 +1,69 @@
+"""`spacy unmask apply`: annotate a corpus with any spaCy pipeline, in resumable shards."""
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import spacy
+
+from .backends import BACKENDS, make_backend
+from .inputs import InputError, count_documents, read_blocks
+from .shards import OutputError, ShardStore
+
+__all__ = ["BACKENDS", "InputError", "OutputError", "apply_pipeline"]
+
+
+def check_model(model: str) -> None:
+    """Fail here, not in a worker, when MODEL is neither an installed pipeline nor a pipeline folder."""
+    if spacy.util.is_package(model) or (Path(model) / "config.cfg").is_file():
+        return
+    raise OutputError(f"MODEL {model!r} is neither an installed pipeline package nor a folder with a config.cfg")
+
+
+def apply_pipeline(
+    model: str,
+    input_path: Path,
+    output: Path,
+    backend: str = "local",
+    workers: int = 1,
+    batch_size: int = 64,
+    block_size: int = 1000,
+    text_key: str = "text",
+    id_key: str = "id",
+    gpu_id: int = -1,
+    address: Optional[str] = None,
+    force: bool = False,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> Dict[str, float]:
+    """Annotate every document of `input_path` into shards in `output`; returns the totals."""
+    from tqdm import tqdm
+
+    check_model(model)
+    job = {"model": str(model), "input": str(Path(input_path).resolve()), "text_key": text_key, "id_key": id_key,
+           "block_size": block_size, "skip_bad": skip_bad}
+    store = ShardStore(output, job, force)
+    total = count_documents(input_path)
+    runner = make_backend(backend, model, batch_size, workers, gpu_id, address)
+    bar = tqdm(total=total, unit="doc", disable=not progress, dynamic_ncols=True)
+    start, words = time.perf_counter(), 0
+
+    def pending():
+        for block in read_blocks(input_path, block_size, text_key, id_key, skip_bad):
+            if store.done(block.index):
+                bar.update(len(block.records) + len(block.rejects))
+                continue
+            yield block
+
+    try:
+        for result in runner.map(pending()):
+            store.write(result)
+            words += result.words
+            bar.update(result.docs + len(result.rejects))
+            bar.set_postfix_str(f"{words / (time.perf_counter() - start):.0f} words/s")
+    finally:
+        bar.close()
+        runner.close()
+    seconds = time.perf_counter() - start
+    totals = store.finish()
+    return {**totals, "seconds": round(seconds, 2), "words_this_run": words,
+            "words_per_s": round(words / seconds, 1) if seconds else 0.0}
