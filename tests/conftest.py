@@ -84,3 +84,15 @@ def smollm2_dir() -> Path:
     """Where the project's asset step leaves the converted SmolLM2 folder."""
     cache = Path(os.environ.get("SPACY_UNMASK_CACHE", Path.home() / ".cache" / "spacy-unmask"))
     return cache / "smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_pipeline(tiny_llama, tmp_path_factory) -> Path:
+    """A transformer + ner pipeline on the tiny Llama, trained to predict some entities, on disk."""
+    from .pipelines import build_nlp, train
+
+    nlp = build_nlp(tiny_llama)
+    train(nlp, steps=30)
+    path = tmp_path_factory.mktemp("trained") / "nlp"
+    nlp.to_disk(path)
+    return path

@@ -10,7 +10,7 @@ import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
 
-from .pipelines import TRAIN, build_nlp, train
+from .pipelines import TRAIN
 from .test_project import ROOT
 
 TEXTS = [text for text, _ in TRAIN] * 5 + ["", "   ", "Obama 😀 visited Paris !"]
@@ -32,17 +32,8 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def trained_pipeline(tiny_llama, tmp_path_factory):
-    nlp = build_nlp(tiny_llama)
-    train(nlp, steps=30)
-    path = tmp_path_factory.mktemp("pipe") / "nlp"
-    nlp.to_disk(path)
-    return path
-
-
-def test_nlp_pipe_with_two_processes_finishes_with_the_annotations_of_one(trained_pipeline):
-    result = subprocess.run([sys.executable, "-c", PIPE_IN_PROCESSES, str(trained_pipeline), json.dumps(TEXTS)],
+def test_nlp_pipe_with_two_processes_finishes_with_the_annotations_of_one(trained_tiny_pipeline):
+    result = subprocess.run([sys.executable, "-c", PIPE_IN_PROCESSES, str(trained_tiny_pipeline), json.dumps(TEXTS)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -56,14 +47,14 @@ def test_nlp_pipe_with_two_processes_finishes_with_the_annotations_of_one(traine
     assert "forked, after parallelism has already been used" not in result.stderr
 
 
-def test_spacy_apply_with_two_processes_finishes_with_the_annotations_of_one(trained_pipeline, tmp_path):
+def test_spacy_apply_with_two_processes_finishes_with_the_annotations_of_one(trained_tiny_pipeline, tmp_path):
     source = tmp_path / "in.spacy"
     nlp = spacy.blank("en")
     DocBin(docs=[nlp.make_doc(t) for t in TEXTS]).to_disk(source)
     outputs = {}
     for n in (1, 2):
         out = tmp_path / f"out{n}.spacy"
-        cmd = [sys.executable, "-m", "spacy", "apply", str(trained_pipeline), str(source), str(out), "--n-process", str(n),
+        cmd = [sys.executable, "-m", "spacy", "apply", str(trained_tiny_pipeline), str(source), str(out), "--n-process", str(n),
                "--batch-size", "4"]
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -80,8 +71,8 @@ def test_every_shipped_config_ends_with_spacys_doc_cleaner_dropping_the_hidden_s
     assert cleaner["factory"] == "doc_cleaner" and cleaner["attrs"]["_.trf_data"] is None
 
 
-def test_the_shipped_doc_cleaner_keeps_saved_docs_small_and_the_annotations_whole(trained_pipeline):
-    nlp = spacy.load(trained_pipeline)
+def test_the_shipped_doc_cleaner_keeps_saved_docs_small_and_the_annotations_whole(trained_tiny_pipeline):
+    nlp = spacy.load(trained_tiny_pipeline)
     shipped = Config().from_disk(ROOT / "configs" / "cpu.cfg", interpolate=False)["components"]["doc_cleaner"]
     before = list(nlp.pipe(TEXTS))
     nlp.add_pipe("doc_cleaner", config={k: v for k, v in shipped.items() if k != "factory"})
