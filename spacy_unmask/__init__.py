@@ -1,7 +1,6 @@
 """spacy-unmask: decoder LLMs as spaCy transformer layers, with layer-group causal-mask removal."""
 from . import quantization  # noqa: F401  (first: quiets a bitsandbytes notice before peft imports it)
 from . import architectures  # noqa: F401  (registers the functions)
-from . import forking  # noqa: F401  (forked workers run torch single-threaded: no hang)
 from .decoder import DecoderEncoder, DecoderSettings
 from .layer_groups import LayerGroups
 from .lora import LoraSettings

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from . import forking
 from .errors import ConfigError
 from .layer_groups import LayerGroups
 from .loading import cast_weights, check_model_type
@@ -86,6 +87,7 @@ class DecoderEncoder(nn.Module):
 
     def __init__(self, transformer: PreTrainedModel, settings: DecoderSettings):
         super().__init__()
+        forking.install()  # workers forked from here on run torch single-threaded (no hang)
         self.settings = settings
         self._attach(transformer)
 

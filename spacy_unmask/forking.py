@@ -5,7 +5,8 @@ Linux. torch's CPU thread pool (GNU OpenMP in its Linux wheels) does not survive
 child inherits the pool's bookkeeping but none of its threads, and its first multi-threaded
 matmul waits for them forever (both workers sit at 0% CPU). A child that runs torch with one
 thread never enters the pool, and N workers of one thread each use N cores, which is what the
-caller asked for. torch's own DataLoader workers do the same.
+caller asked for. torch's own DataLoader workers do the same. The handlers are registered
+when the first decoder is built (`install`), not on import.
 """
 import os
 
@@ -37,5 +38,13 @@ def _after_fork_in_child() -> None:
     torch.set_num_threads(WORKER_THREADS)
 
 
-if hasattr(os, "register_at_fork"):  # POSIX; elsewhere workers are spawned and start clean
+_installed = []
+
+
+def install() -> None:
+    """Register the fork handlers, once; the layer calls this when it builds a decoder, so a
+    process that never runs one (`spacy info`, a CLI listing) forks as it always did."""
+    if _installed or not hasattr(os, "register_at_fork"):  # elsewhere workers are spawned and start clean
+        return
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+    _installed.append(True)

@@ -6,7 +6,7 @@ from typing import Dict, Optional
 import spacy
 
 from .backends import BACKENDS, make_backend
-from .inputs import InputError, count_documents, read_blocks
+from .inputs import InputError, count_documents, input_files, read_blocks
 from .shards import OutputError, ShardStore
 
 __all__ = ["BACKENDS", "InputError", "OutputError", "apply_pipeline"]
@@ -39,20 +39,21 @@ def apply_pipeline(
     from tqdm import tqdm
 
     check_model(model)
-    job = {"model": str(model), "input": str(Path(input_path).resolve()), "text_key": text_key, "id_key": id_key,
-           "block_size": block_size, "skip_bad": skip_bad}
+    # What makes a rerun the same job: a shard is known by its block's index, so the input
+    # files (name, size, modification time) and how they are cut into blocks must not change.
+    files = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in input_files(input_path)]
+    job = {"model": str(Path(model).resolve()) if Path(model).exists() else str(model), "input": files,
+           "text_key": text_key, "id_key": id_key, "block_size": block_size}
     store = ShardStore(output, job, force)
-    total = count_documents(input_path)
     runner = make_backend(backend, model, batch_size, workers, gpu_id, address)
-    bar = tqdm(total=total, unit="doc", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=count_documents(input_path) if progress else None, initial=store.finished_items(),
+               unit="doc", disable=not progress, dynamic_ncols=True)
     start, words = time.perf_counter(), 0
 
     def pending():
         for block in read_blocks(input_path, block_size, text_key, id_key, skip_bad):
-            if store.done(block.index):
-                bar.update(len(block.records) + len(block.rejects))
-                continue
-            yield block
+            if not store.done(block.index):
+                yield block
 
     try:
         for result in runner.map(pending()):

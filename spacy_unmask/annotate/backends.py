@@ -46,8 +46,7 @@ _worker = {}
 
 
 def _start_worker(model: str, batch_size: int, gpu_id: int, threads: int) -> None:
-    # an initializer that raises makes multiprocessing restart the worker forever: keep the
-    # error and raise it with the first block instead, where the driver sees it
+    # keep a load error and raise it with the first block, where the driver names it
     try:
         _worker["nlp"] = load_pipeline(model, gpu_id, threads)
     except Exception as err:
@@ -63,29 +62,32 @@ def _annotate_in_worker(block: Block) -> ShardResult:
 
 class ProcessPool:
     """`--backend local --workers N`: N spawned processes (a fresh interpreter each, so no
-    thread pool is inherited across a fork), each with its own copy of the pipeline."""
+    thread pool is inherited across a fork), each with its own copy of the pipeline. A worker
+    that dies (out of memory, a crash in native code) fails the job with `BrokenProcessPool`
+    instead of leaving it waiting."""
 
     def __init__(self, model: str, batch_size: int, workers: int, gpu_id: int = -1):
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
-        self.pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_start_worker, initargs=(model, batch_size, gpu_id, threads_per_worker(workers))
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+            initargs=(model, batch_size, gpu_id, threads_per_worker(workers)),
         )
 
     def map(self, blocks: Iterable[Block]) -> Iterator[ShardResult]:
         # a bounded window keeps a big input from being read into memory ahead of the workers
         pending = deque()
         for block in blocks:
-            pending.append(self.pool.apply_async(_annotate_in_worker, (block,)))
+            pending.append(self.pool.submit(_annotate_in_worker, block))
             if len(pending) >= 2 * self.workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def make_backend(backend: str, model: str, batch_size: int, workers: int, gpu_id: int = -1,

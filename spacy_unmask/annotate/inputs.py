@@ -81,6 +81,8 @@ def _items(path: Path, text_key: str, id_key: str) -> Iterator[Union[Record, Rej
                 yield Reject(source, number, f"not UTF-8 (byte {err.start})")
                 continue
             line = line.rstrip("\r\n")
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark is not text
             if path.suffix == ".txt":
                 yield Record(f"{path.name}:{number}", line, source, number)
                 continue

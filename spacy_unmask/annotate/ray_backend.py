@@ -38,14 +38,17 @@ class RayActors:
 
         self.ray = ray
         self.started = not ray.is_initialized()
+        if not self.started and address:
+            raise ValueError(f"--address {address}: Ray is already initialized in this process, so it cannot join another cluster")
         if self.started:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+                # a Ray of its own on this machine, not one RAY_ADDRESS or an earlier job left running
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         # the command shows its own progress bar; Ray Data's would interleave with it
         ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         self.model, self.batch_size, self.workers = model, batch_size, workers
         self.use_gpu = gpu_id >= 0
         self.threads = 1 if self.use_gpu else threads_per_worker(workers)

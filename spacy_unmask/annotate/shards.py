@@ -43,7 +43,10 @@ def shard_name(index: int) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
+    with partial.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the manifest names it
     os.replace(partial, path)
 
 
@@ -56,11 +59,13 @@ class ShardStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = self.folder / MANIFEST
         previous = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if previous is not None and not previous.get("shards"):
+            previous = None  # nothing finished yet: nothing to keep consistent with
         if previous is not None and previous.get("job") != job and not force:
             changed = sorted(k for k in set(job) | set(previous.get("job", {})) if job.get(k) != previous["job"].get(k))
             raise OutputError(
-                f"{self.folder} holds the shards of another job (different {', '.join(changed)}): "
-                "choose another OUTPUT, or --force to delete them and start over"
+                f"{self.folder} holds the shards of another job (different {', '.join(changed)}; a changed input "
+                "file counts): choose another OUTPUT, or --force to delete them and start over"
             )
         if force:
             for path in self.folder.iterdir():
@@ -71,7 +76,12 @@ class ShardStore:
         self._save()
 
     def done(self, index: int) -> bool:
-        return shard_name(index) in self.shards
+        name = shard_name(index)
+        return name in self.shards and all((self.folder / f"{name}{suffix}").is_file() for suffix in (".spacy", ".jsonl"))
+
+    def finished_items(self) -> int:
+        """Documents and rejected lines of the shards already finished (where a rerun's progress starts)."""
+        return sum(s["docs"] + len(s["rejects"]) for s in self.shards.values())
 
     def write(self, result: ShardResult) -> None:
         name = shard_name(result.index)
