@@ -49,6 +49,15 @@ SEEDS = (0, 1, 2)
 MAX_RATES = 6  # a grid is widened at most to this many rates
 
 
+def grid_of(family: str, quick: bool) -> list:
+    """The starting rates of `family`; --quick checks the machinery with the middle one."""
+    return GRID[family][1:2] if quick else GRID[family]
+
+
+def seeds_of(quick: bool) -> tuple:
+    return SEEDS[:1] if quick else SEEDS
+
+
 def log(message: str) -> None:
     print(f"[sweep {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -212,9 +221,8 @@ class Sweep:
         return record
 
     def rate(self, family: str, spec: str = "none") -> float:
-        grid = GRID[family][1:2] if self.quick else GRID[family]
-        seeds = SEEDS[:1] if self.quick else SEEDS
-        chosen, final = choose_rate(grid, lambda lr, seed: self.run(family, spec, lr, seed), seeds)
+        chosen, final = choose_rate(grid_of(family, self.quick), lambda lr, seed: self.run(family, spec, lr, seed),
+                                    seeds_of(self.quick))
         assert final, "every run was trained, so the choice is final"
         log(f"{family}: learning rate {chosen:g}")
         return chosen
@@ -246,7 +254,7 @@ def main() -> int:
         write_report(args.out, args.quick)
         return 0
     sweep = Sweep(args.out, args.corpus, args.quick)
-    seeds = SEEDS[:1] if args.quick else SEEDS
+    seeds = seeds_of(args.quick)
     started = time.perf_counter()
     rates = {family: sweep.rate(family) for family in ("decoder", "minilm", "tok2vec")}
     for seed in seeds:

@@ -10,7 +10,7 @@ provisional. Means are over seeds; ± is the sample standard deviation, with n.
 import statistics
 from pathlib import Path
 
-from sweep import GRID, SEEDS, SPECS, choose_rate, log, read_run
+from sweep import SEEDS, SPECS, choose_rate, grid_of, log, read_run, seeds_of
 from sweep_recipe import FAMILIES, digest, family_config
 
 BASELINES = ("minilm", "tok2vec")
@@ -35,9 +35,8 @@ def chosen_rates(records, quick: bool):
     by_key = {(r["family"], r["spec"], r["learn_rate"], r["seed"]): r for r in records}
     rates = {}
     for family in FAMILIES:
-        grid = GRID[family][1:2] if quick else GRID[family]
-        seeds = SEEDS[:1] if quick else SEEDS
-        rate, final = choose_rate(grid, lambda lr, seed: by_key.get((family, "none", lr, seed)), seeds)
+        rate, final = choose_rate(grid_of(family, quick), lambda lr, seed: by_key.get((family, "none", lr, seed)),
+                                  seeds_of(quick))
         if rate is not None:
             tried = sorted({r["learn_rate"] for r in records if r["family"] == family and r["spec"] == "none"})
             rates[family] = (rate, final, tried)

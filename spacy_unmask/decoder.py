@@ -19,20 +19,16 @@ from transformers.modeling_outputs import BaseModelOutput
 from . import forking
 from .errors import ConfigError
 from .layer_groups import LayerGroups
-from .loading import cast_weights, check_model_type
+from .loading import DTYPES, cast_weights, check_model_type
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
-from .quantization import QuantizationSettings, keep_training_layout, rebuild_quantized, split_state
+from .quantization import QuantizationSettings, holds_4bit_weights, keep_training_layout, rebuild_quantized, split_state
 from .repetition import check_repeat, last_copy, repeat_pieces
 
 # transformers' own recomputation; non-reentrant needs no input that requires grad
 # (frozen embeddings under LoRA), and the layers' pre-hooks run again on the recompute
 # with the same call's padding, so unmasked layers get the same masks.
 CHECKPOINTING = {"use_reentrant": False}
-
-
-# The precisions `dtype` accepts for the stored weights.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,7 @@ class DecoderEncoder(nn.Module):
         try:
             return super().load_state_dict(state_dict, strict=True, assign=assign)
         except RuntimeError as err:
-            changed = "`quantization` (the saved weights are 4-bit)" if any(k.endswith(".absmax") for k in state_dict) else "`n_layers` or `lora`"
+            changed = "`quantization` (the saved weights are 4-bit)" if holds_4bit_weights(state_dict) else "`n_layers` or `lora`"
             raise ValueError(
                 "The saved decoder weights do not fit the model that the config describes "
                 f"(was {changed} changed after training?). "
@@ -174,7 +170,7 @@ class DecoderEncoder(nn.Module):
     def _load_quantized(self, state_dict):
         """Rebuild the 4-bit base from its saved packed weights, then load the adapters."""
         base, adapters = split_state(state_dict, "transformer.")
-        if not any(key.endswith(".absmax") for key in base):
+        if not holds_4bit_weights(base):
             raise ValueError(
                 "The saved decoder weights are not 4-bit, but the config sets `quantization` "
                 "(was it added after training?): load the pipeline with the config it was saved with."

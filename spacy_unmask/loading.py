@@ -204,6 +204,11 @@ def load_weights(
     return cast_weights(model, dtype)  # GGUF weights come de-quantized to float32
 
 
+# The floating-point precisions configs may name: `dtype` (stored weights) and the 4-bit
+# layers' `compute_dtype`.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def cast_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """Store the model's floating-point parameters in `dtype`, and nothing else.
 

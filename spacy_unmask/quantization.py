@@ -16,6 +16,7 @@ import torch
 from transformers import MODEL_MAPPING, BitsAndBytesConfig, PretrainedConfig, PreTrainedModel
 
 from .errors import ConfigError
+from .loading import DTYPES
 
 class _UnusedKernelNotice(logging.Filter):
     """bitsandbytes (0.50) warns at import, on CPUs with AVX512-BF16, that the optional kernel of
@@ -29,7 +30,6 @@ class _UnusedKernelNotice(logging.Filter):
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_UnusedKernelNotice())
 
 QUANT_TYPES = ("nf4", "fp4")
-COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ class QuantizationSettings:
             raise ConfigError("quantization.quant_type", self.quant_type, f"one of {', '.join(QUANT_TYPES)}")
         if not isinstance(self.double_quant, bool):
             raise ConfigError("quantization.double_quant", self.double_quant, "true or false")
-        if self.compute_dtype not in COMPUTE_DTYPES:
+        if self.compute_dtype not in DTYPES:
             raise ConfigError(
                 "quantization.compute_dtype", self.compute_dtype,
-                f"one of {', '.join(COMPUTE_DTYPES)} (the precision the 4-bit weights are de-quantized to for each matmul)",
+                f"one of {', '.join(DTYPES)} (the precision the 4-bit weights are de-quantized to for each matmul)",
             )
 
     def to_transformers(self) -> BitsAndBytesConfig:
@@ -56,7 +56,7 @@ class QuantizationSettings:
             load_in_4bit=True,
             bnb_4bit_quant_type=self.quant_type,
             bnb_4bit_use_double_quant=self.double_quant,
-            bnb_4bit_compute_dtype=COMPUTE_DTYPES[self.compute_dtype],
+            bnb_4bit_compute_dtype=DTYPES[self.compute_dtype],
         )
 
 
@@ -88,7 +88,7 @@ def check_bitsandbytes(settings: QuantizationSettings, device: torch.device, con
     where = "this GPU" if device.type == "cuda" else f"device {device} (no GPU is in use)"
     for size in sizes:
         try:
-            layer = bnb.nn.Linear4bit(size, 8, bias=False, compute_dtype=COMPUTE_DTYPES[settings.compute_dtype],
+            layer = bnb.nn.Linear4bit(size, 8, bias=False, compute_dtype=DTYPES[settings.compute_dtype],
                                       quant_type=settings.quant_type, compress_statistics=settings.double_quant)
             layer.weight = bnb.nn.Params4bit(torch.randn(8, size), requires_grad=False, quant_type=settings.quant_type,
                                              compress_statistics=settings.double_quant)
@@ -130,6 +130,11 @@ def load_kwargs(settings: QuantizationSettings, device: torch.device, config: Pr
     """Extra `from_pretrained` arguments that quantize the weights while loading them onto `device`."""
     check_bitsandbytes(settings, device, config)
     return {"quantization_config": settings.to_transformers(), "device_map": {"": device}}
+
+
+def holds_4bit_weights(state_dict: Dict[str, torch.Tensor]) -> bool:
+    """Whether a saved state holds bitsandbytes 4-bit weights (they carry absmax statistics)."""
+    return any(key.endswith(".absmax") for key in state_dict)
 
 
 def split_state(state_dict: Dict[str, torch.Tensor], prefix: str) -> Tuple[Dict, Dict]:

@@ -19,6 +19,12 @@ def check_model(model: str) -> None:
     raise OutputError(f"MODEL {model!r} is neither an installed pipeline package nor a folder with a config.cfg")
 
 
+def file_fingerprint(path: Path) -> list:
+    """Path, size and modification time: a file whose fingerprint changed is another input."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def apply_pipeline(
     model: str,
     input_path: Path,
@@ -41,8 +47,8 @@ def apply_pipeline(
     check_model(model)
     # What makes a rerun the same job: a shard is known by its block's index, so the input
     # files (name, size, modification time) and how they are cut into blocks must not change.
-    files = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in input_files(input_path)]
-    job = {"model": str(Path(model).resolve()) if Path(model).exists() else str(model), "input": files,
+    job = {"model": str(Path(model).resolve()) if Path(model).exists() else str(model),
+           "input": [file_fingerprint(f) for f in input_files(input_path)],
            "text_key": text_key, "id_key": id_key, "block_size": block_size}
     store = ShardStore(output, job, force)
     runner = make_backend(backend, model, batch_size, workers, gpu_id, address)
