@@ -24,7 +24,8 @@ from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking import (  # noqa: E402
-    alternate, fastest, peak_matmul, piece_counts, read_tweets, report_child, synchronize, use_device, write_result,
+    alternate, fastest, peak_matmul, piece_counts, read_tweets, report_child, roofline_fractions, synchronize,
+    use_device, write_result,
 )
 from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
 
@@ -158,7 +159,7 @@ def main() -> None:
         "bare_per_s": round(words / bare["seconds"], 1),
         "ratio": round(bare["seconds"] / pipe["seconds"], 3),
         "matmul_gflops": round(roofline / 1e9, 1),
-        "roofline_fraction": {name: round(r["flops"] / r["seconds"] / roofline, 3) for name, r in (("ours", pipe), ("bare", bare))},
+        "roofline_fraction": roofline_fractions({"ours": pipe, "bare": bare}, roofline),
         "ours_peak_memory_mb": pipe["peak_memory_mb"],
         "bare_peak_memory_mb": bare["peak_memory_mb"],
         "memory_kind": pipe["memory_kind"],

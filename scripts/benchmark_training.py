@@ -43,7 +43,8 @@ from spacy.util import load_config, registry, resolve_dot_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking import (  # noqa: E402
-    alternate, fastest, peak_matmul, piece_counts, report_child, synchronize, use_device, write_result,
+    alternate, fastest, peak_matmul, piece_counts, report_child, roofline_fractions, synchronize, use_device,
+    write_result,
 )
 from reference_loop import make_step, reference_batches  # noqa: E402
 from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
@@ -220,8 +221,7 @@ def main() -> None:
         "ratio": round(bare["seconds"] / ours["seconds"], 3),
         "ratio_reference": round((ours["pieces"] / ours["seconds"]) / (reference["pieces"] / reference["seconds"]), 3),
         "matmul_gflops": round(roofline / 1e9, 1),
-        "roofline_fraction": {name: round(r["flops"] / r["seconds"] / roofline, 3) for name, r in
-                              (("ours", ours), ("bare", bare), ("reference", reference))},
+        "roofline_fraction": roofline_fractions({"ours": ours, "bare": bare, "reference": reference}, roofline),
         "flops_per_piece": round(ours["flops"] / ours["pieces"]),
         # one epoch of the train split as each loop batches it: padded / real pieces
         "padding": {"ours": ours["padding"], "reference": reference["padding"]},

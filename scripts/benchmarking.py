@@ -99,6 +99,12 @@ def peak_matmul(runs: Dict[str, List[Dict]]) -> float:
     return max(r["matmul_flops_per_s"] for rs in runs.values() for r in rs)
 
 
+def roofline_fractions(runs: Dict[str, Dict], roofline: float) -> Dict[str, float]:
+    """Each loop's FLOP rate as a fraction of the machine's matmul speed, to 3 significant
+    figures: a tiny test model runs far below 0.001 of it, which fixed decimals round to 0."""
+    return {name: float(f"{r['flops'] / r['seconds'] / roofline:.3g}") for name, r in runs.items()}
+
+
 def fastest(runs: List[Dict]) -> Dict:
     """The run with the shortest time, with the highest peak memory of all runs."""
     best = dict(min(runs, key=lambda r: r["seconds"]))
