@@ -4,13 +4,14 @@
 
 Every run is `spacy train` on a config derived from `configs/cpu.cfg` (scripts/sweep_recipe.py:
 same decoder, epochs, batches and schedule, NER only), scored on dev and test. In order:
-1. each family's learning rate (decoder, MiniLM, CNN), chosen on dev (`choose_rate`):
-   seed 0 over a 1-2-5 grid, widened while the best rate sits at an edge, then seeds 1 and 2
-   for the two best rates, and the rate with the better mean dev F1 over the 3 seeds wins
-   (so a rate that collapses on one seed loses to a steadier one);
-2. every unmask spec and `repeat2` at the decoder's rate, 3 seeds each; then `repeat2+<best>`,
-   repetition over the unmask spec best on dev (the two routes combined), 3 seeds;
-3. the LoRA table: adapters on q and v over the same decoder, their own rate, for `none`,
+1. the decoder's learning rate, chosen on dev (`choose_rate`): seed 0 over a 1-2-5 grid,
+   widened while the best rate sits at an edge, then seeds 1 and 2 for the two best rates, and
+   the rate with the better mean dev F1 over the 3 seeds wins (so a rate that collapses on one
+   seed loses to a steadier one);
+2. every unmask spec and `repeat2` at that rate, 3 seeds each (seed 0 of every spec first); then
+   `repeat2+<best>`, repetition over the unmask spec best on dev (the two routes combined);
+3. MiniLM's and the CNN's rates, chosen the same way (their rows are the chosen rate's 3 seeds);
+4. the LoRA table: adapters on q and v over the same decoder, their own rate, for `none`,
    `second_half` and `all`, 3 seeds each.
 Each finished run leaves `OUT/<run>.json` (the resume marker, with its config's digest: a run of
 an older recipe is retrained) and rebuilds `OUT.md` and `OUT.png` (scripts/sweep_report.py).
@@ -256,13 +257,16 @@ def main() -> int:
     sweep = Sweep(args.out, args.corpus, args.quick)
     seeds = seeds_of(args.quick)
     started = time.perf_counter()
-    rates = {family: sweep.rate(family) for family in ("decoder", "minilm", "tok2vec")}
+    # the project's question first (which spec, at the decoder's rate), the baselines after it
+    decoder_rate = sweep.rate("decoder")
     for seed in seeds:
         for spec in SPECS:
-            sweep.run("decoder", spec, rates["decoder"], seed)
-    combined = "repeat2+" + best_unmask_spec(sweep, rates["decoder"], seeds)
+            sweep.run("decoder", spec, decoder_rate, seed)
+    combined = "repeat2+" + best_unmask_spec(sweep, decoder_rate, seeds)
     for seed in seeds:
-        sweep.run("decoder", combined, rates["decoder"], seed)
+        sweep.run("decoder", combined, decoder_rate, seed)
+    for family in ("minilm", "tok2vec"):
+        sweep.rate(family)
     lora_rate = sweep.rate("lora")
     for seed in seeds:
         for spec in LORA_SPECS:
