@@ -1,9 +1,29 @@
-"""spacy-unmask: decoder LLMs as spaCy transformer layers, with layer-group causal-mask removal."""
-from . import quantization  # noqa: F401  (first: quiets a bitsandbytes notice before peft imports it)
-from . import architectures  # noqa: F401  (registers the functions)
-from .decoder import DecoderEncoder, DecoderSettings
-from .layer_groups import LayerGroups
-from .lora import LoraSettings
+"""spacy-unmask: decoder LLMs as spaCy transformer layers, with layer-group causal-mask removal.
+
+The package's names are imported on first use: spaCy loads `spacy_unmask.cli` (the
+`spacy_cli` entry point) at every `python -m spacy ...` call, which must not pay for
+transformers, peft and bitsandbytes. spaCy finds the registered functions through the
+package's entry points (`spacy_architectures`, `spacy_misc`, `spacy_callbacks`), which import
+`spacy_unmask.architectures` when a config names one of them.
+"""
+import importlib
+from typing import Any
+
+from . import notices  # noqa: F401  (first: in place before any of our modules imports bitsandbytes)
 
 __version__ = "0.1.0"
-__all__ = ["DecoderEncoder", "DecoderSettings", "LayerGroups", "LoraSettings", "__version__"]
+_EXPORTS = {"DecoderEncoder": "decoder", "DecoderSettings": "decoder", "LayerGroups": "layer_groups",
+            "LoraSettings": "lora"}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

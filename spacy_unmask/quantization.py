@@ -8,7 +8,6 @@ norms, and the adapters, plus the model config, which carries the `quantization_
 `rebuild_quantized` turns that back into the same module with transformers' loader for
 pre-quantized checkpoints, so loading neither needs the original folder nor quantizes again.
 """
-import logging
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -17,17 +16,6 @@ from transformers import MODEL_MAPPING, BitsAndBytesConfig, PretrainedConfig, Pr
 
 from .errors import ConfigError
 from .loading import DTYPES
-
-class _UnusedKernelNotice(logging.Filter):
-    """bitsandbytes (0.50) warns at import, on CPUs with AVX512-BF16, that the optional kernel of
-    its repacked CPU layout is not installed; spacy-unmask never uses that layout
-    (`keep_training_layout`), so the warning would only alarm."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "gemm_4bit_forward" not in record.getMessage()
-
-
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_UnusedKernelNotice())
 
 QUANT_TYPES = ("nf4", "fp4")
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import spacy
+import spacy_unmask
 from spacy.tokens import DocBin
 
 from spacy_unmask.annotate import InputError, OutputError, apply_pipeline
@@ -53,6 +54,20 @@ def test_every_backend_writes_the_shards_of_one_process_and_of_nlp_pipe(trained_
     assert [d.user_data["id"] for d in docs] == [row["id"] for row in reference]
     assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs] == \
         [[(e["start"], e["end"], e["label"]) for e in row["ents"]] for row in reference]
+
+
+def test_spacys_cli_loads_our_command_without_the_model_libraries():
+    """spaCy imports every `spacy_cli` plugin at each `python -m spacy ...` call: ours must not
+    bring transformers, peft or bitsandbytes along (seconds on every command)."""
+    probe = ("import sys; from spacy.cli._util import setup_cli; import spacy_unmask.cli, spacy_unmask; "
+             "heavy = sorted({'transformers', 'peft', 'bitsandbytes', 'spacy_unmask.decoder'} & set(sys.modules)); "
+             "assert not heavy, heavy; "
+             "assert spacy_unmask.DecoderSettings.__module__ == 'spacy_unmask.decoder'; "
+             "assert 'transformers' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        spacy_unmask.Nothing
 
 
 def test_the_command_is_in_spacys_cli_and_a_killed_job_resumes_with_every_document_once(trained_tiny_pipeline, tmp_path):
