@@ -46,9 +46,11 @@ class RayActors:
             else:
                 # a Ray of its own on this machine, not one RAY_ADDRESS or an earlier job left running
                 ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        # the command shows its own progress bar; Ray Data's would interleave with it
+        # the command shows its own progress bar; Ray Data's would interleave with it, and its
+        # notice that it is off would only puzzle the user
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         self.model, self.batch_size, self.workers = model, batch_size, workers
         self.use_gpu = gpu_id >= 0
         self.threads = 1 if self.use_gpu else threads_per_worker(workers)
@@ -62,7 +64,9 @@ class RayActors:
             fn_constructor_kwargs={"model": self.model, "batch_size": self.batch_size, "use_gpu": self.use_gpu,
                                    "threads": self.threads},
             batch_size=1,
-            concurrency=self.workers,
+            # (Ray 2.5x logs an error-level line that the actor's constructor arguments are in the
+            # object store, for any map_batches over actors: ray-project/ray#57733, harmless here)
+            compute=self.ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.threads,
             num_gpus=1 if self.use_gpu else 0,
         )
