@@ -123,7 +123,7 @@ def test_project_yml_workflow_goes_from_assets_to_an_installed_package():
     assert {"sweep", "sweep-quick", "benchmark"} <= commands
 
 
-@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md"])
+@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md", "benchmark_apply_cpu.md"])
 def test_the_readme_shows_the_tables_the_report_commands_wrote(report):
     """README figures come from reports/: every table row there must appear in README as is."""
     path = ROOT / "reports" / report
