@@ -3,12 +3,13 @@
     python scripts/install_package.py PACKAGE_DIR VENV [--wheelhouse DIR]
 
 The wheelhouse (default: the asset cache's `wheelhouse/`) is filled once with the
-wheels of requirements.txt and of spacy-unmask itself; the install then runs with
-`--no-index`, so it needs no network. In the new venv the script loads the
-pipeline by name, runs `nlp.pipe` over new texts, and renders one doc with displaCy
-to VENV/../displacy.html.
+pipeline's dependencies, at the versions requirements.txt pins, and spacy-unmask itself;
+the install then runs with `--no-index`, so it needs no network. In the new venv the script
+loads the pipeline by name, runs `nlp.pipe` over new texts, and renders one doc with
+displaCy to VENV/../displacy.html.
 """
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ print("pipeline", nlp.meta["name"], nlp.pipe_names, "displacy", len(html), "char
 """
 
 
+def pins_file(requirements: Path, target: Path) -> Path:
+    """requirements.txt as pip constraints: its pins hold for the pipeline's dependencies, and
+    what the pipeline does not need (pytest, ray, bitsandbytes) is not downloaded. pip refuses
+    extras in a constraints file, so `ray[data]==X` becomes `ray==X`."""
+    target.write_text("".join(re.sub(r"\[[^\]]*\]", "", line) + "\n" for line in requirements.read_text().splitlines()))
+    return target
+
+
 def run(cmd, quiet: bool = False):
     """Run `cmd`, echoed; `quiet` keeps its output to itself (a check whose failure is expected)."""
     print("+", " ".join(str(c) for c in cmd), flush=True)
@@ -53,13 +62,15 @@ def main() -> int:
     py = sys.executable
     if run([py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", house, ROOT]) != 0:
         return 1
-    # Fill the wheelhouse once (network); later runs find everything there.
-    probe = [py, "-m", "pip", "download", "-q", "--no-index", "--find-links", house, "-d", house, "-r", ROOT / "requirements.txt"]
-    if run(probe, quiet=True) == 0:
+    # Fill the wheelhouse once (network) with what the pipeline needs, at our pins; later runs
+    # find everything there.
+    pins = pins_file(ROOT / "requirements.txt", house / "constraints.txt")
+    fill = [py, "-m", "pip", "download", "-q", "--find-links", house, "-d", house, "-c", pins, wheels[-1]]
+    if run([*fill, "--no-index"], quiet=True) == 0:
         print(f"wheelhouse {house} holds every requirement: installing offline", flush=True)
     else:
         print(f"wheelhouse {house} lacks some requirements (first run): downloading them from PyPI, once", flush=True)
-        if run([py, "-m", "pip", "download", "-q", "-d", house, "-r", ROOT / "requirements.txt"]) != 0:
+        if run(fill) != 0:
             return 1
     if not (args.venv / "bin" / "python").exists():
         if run([py, "-m", "venv", args.venv]) != 0:
