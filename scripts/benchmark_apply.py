@@ -6,8 +6,10 @@
 The test split's texts, repeated to `--n-docs` documents, go through: `nlp.pipe` unsorted (what
 a user writes first), with 1 and 2 processes (`n_process`) and with torch held to 1 thread, then
 the command with `--backend local` and 1 and 2 workers, and `--backend ray` with 1 and 2 actors.
-Each row is end-to-end wall time from nothing loaded: loading the pipeline (in every worker),
-starting Ray where used, annotating and (for the command) writing the shards. The rows
+Each row is end-to-end wall time from no pipeline loaded: loading the pipeline (in every worker),
+starting Ray where used, annotating and (for the command) writing the shards; the libraries
+are imported once before the rounds (a spawned worker or Ray actor imports them again, and
+that is timed). The rows
 alternate for `--rounds` rounds; each reports the median and the range. Every run must give
 the same entities.
 """
@@ -29,7 +31,8 @@ from spacy.tokens import DocBin
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from spacy_unmask.annotate import apply_pipeline  # noqa: E402
-from spacy_unmask.annotate.backends import cores  # noqa: E402
+from spacy_unmask import forking  # noqa: E402
+from spacy_unmask.annotate.backends import cores, threads_per_worker  # noqa: E402
 
 # (name, backend, workers, torch threads of an in-process run): the 1-thread row shows how much
 # of the machine one process already uses, i.e. what a second process can add at most
@@ -42,6 +45,14 @@ RUNS = [("nlp.pipe, input order", None, 1, None), ("nlp.pipe, input order, 1 tor
 def entities_of_shards(folder: Path):
     return [[(e["start"], e["end"], e["label"]) for e in json.loads(line)["ents"]]
             for shard in sorted(folder.glob("shard-*.jsonl")) for line in shard.read_text().splitlines()]
+
+
+def worker_threads(backend, workers: int, threads) -> int:
+    """torch threads each worker of a row runs: forked `nlp.pipe` workers run one
+    (spacy_unmask/forking.py), the command's workers share the cores."""
+    if backend is None:
+        return threads or (cores() if workers == 1 else forking.WORKER_THREADS)
+    return threads_per_worker(workers)
 
 
 def measure(run, args, texts, source: Path, tmp: Path) -> dict:
@@ -87,7 +98,10 @@ def main() -> int:
     texts = [d.text for d in DocBin().from_disk(args.texts).get_docs(spacy.blank("en").vocab)]
     texts = (texts * (args.n_docs // len(texts) + 1))[: args.n_docs]
     seconds = {run[0]: [] for run in RUNS}
-    same, reference, words = True, None, None
+    same, reference, words = True, None, {}
+    # the in-process rows would otherwise pay the one-time imports (transformers, peft) in
+    # their first round only: every round times loading and running the pipeline, no more
+    spacy.load(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "texts.jsonl"
         source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
@@ -96,19 +110,20 @@ def main() -> int:
                 result = measure(run, args, texts, source, Path(tmp))
                 reference = reference or result["ents"]
                 same = same and result["ents"] == reference
-                words = result["words"]
+                words.setdefault(run[0], result["words"])
+                same = same and result["words"] == words[run[0]] == words[RUNS[0][0]]
                 seconds[run[0]].append(round(result["seconds"], 2))
                 print(f"[round {round_ + 1}/{args.rounds}] {run[0]}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
     base = statistics.median(seconds[RUNS[0][0]])
-    rows = [{"run": name, "backend": backend, "workers": workers, "torch_threads": threads or cores(),
-             "docs": len(texts), "words": words, "seconds": seconds[name],
-             "words_per_s": round(words / statistics.median(seconds[name]), 1),
-             "words_per_s_range": [round(words / max(seconds[name]), 1), round(words / min(seconds[name]), 1)],
+    rows = [{"run": name, "backend": backend, "workers": workers, "torch_threads_per_worker": worker_threads(backend, workers, threads),
+             "docs": len(texts), "words": words[name], "seconds": seconds[name],
+             "words_per_s": round(words[name] / statistics.median(seconds[name]), 1),
+             "words_per_s_range": [round(words[name] / max(seconds[name]), 1), round(words[name] / min(seconds[name]), 1)],
              "vs_nlp_pipe": round(base / statistics.median(seconds[name]), 2)}
             for name, backend, workers, threads in RUNS]
     record = {"model": args.model, "cores": cores(), "machine": platform.processor() or platform.machine(),
               "load_average_after": round(os.getloadavg()[0], 2), "batch_size": args.batch_size,
-              "block_size": args.block_size, "rounds": args.rounds, "same_entities": same,
+              "block_size": args.block_size, "rounds": args.rounds, "same_entities_and_words": same,
               "statistic": "words/s at the median of the rounds' seconds, and at the slowest and fastest round",
               "rows": rows}
     print(json.dumps(record, indent=2))
@@ -116,7 +131,7 @@ def main() -> int:
     args.output.write_text(json.dumps(record, indent=2) + "\n")
     args.output.with_suffix(".md").write_text(table(record))
     if not same:
-        print("error: the runs disagree on the entities", file=sys.stderr)
+        print("error: the runs disagree on the entities or the word count", file=sys.stderr)
         return 1
     return 0
 

@@ -76,7 +76,7 @@ def main() -> int:
         if run([py, "-m", "venv", args.venv]) != 0:
             return 1
     vpy = args.venv / "bin" / "python"
-    if run([vpy, "-m", "pip", "install", "-q", "--no-index", "--find-links", house, wheels[-1]]) != 0:
+    if run([vpy, "-m", "pip", "install", "-q", "--no-index", "--find-links", house, "-c", pins, wheels[-1]]) != 0:
         return 1
     # Same version numbers on a rebuild: force the fresh pipeline and spacy-unmask wheels in.
     ours = sorted(house.glob("spacy_unmask-*.whl"))[-1:]
