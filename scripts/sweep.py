@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,6 +68,12 @@ def run_id(family: str, spec: str, lr: float, seed: int, quick: bool) -> str:
     name = family if family in ("minilm", "tok2vec") else f"{family}-{spec}"
     # quick runs never stand in for real ones, even in the same folder
     return f"{name}-lr{lr:g}-s{seed}" + ("-quick" if quick else "")
+
+
+def child_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def read_run(path: Path):
@@ -190,9 +197,9 @@ class Sweep:
                "--paths.train", str(self.paths["train"]), "--paths.dev", str(self.paths["dev"]),
                *overrides(family, spec, lr, seed, self.quick)]
         log(f"training {name}")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), child_cpu_seconds()
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, child_cpu_seconds() - cpu_start
         if result.returncode != 0:
             raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         best = model_dir / "model-best"
@@ -203,6 +210,9 @@ class Sweep:
             "run": name, "family": family, "spec": spec, "learn_rate": lr, "seed": seed, "recipe": recipe,
             "unmasked_layers": unmasked_layers(best) if family in ("decoder", "lora") else None,
             "train_seconds": round(seconds, 1),
+            # CPU time (user + system, all threads) of `spacy train`: unlike the wall seconds,
+            # neither a paused sweep nor a shared CPU inflates it
+            "train_cpu_seconds": round(cpu_seconds, 1),
             "score_seconds": round(score_seconds, 1),
             # the 1-minute load average as the run ended: above the core count, the CPU was shared
             "load_average": round(os.getloadavg()[0], 2),

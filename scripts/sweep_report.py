@@ -147,6 +147,8 @@ def write_report(out: Path, quick: bool) -> None:
     lora = [row for row in rows if row["family"] == "lora"]
     shared = sum(1 for r in records if r.get("load_average", 0) > r.get("cpu_count", 2) + 0.5)
     hours = sum(r["train_seconds"] + r.get("score_seconds", 0) for r in records) / 3600
+    timed = [r for r in records if "train_cpu_seconds" in r]
+    cpu_hours = sum(r["train_cpu_seconds"] for r in timed) / 3600
     lines = ["## Decoder specs (full fine-tuning) and baselines", "", *table(main), "",
              "## LoRA on q and v (rank 16), the paper's regime", "", *table(lora), "",
              "## Verdict (computed from the table)", "", *verdict(main), "",
@@ -161,7 +163,9 @@ def write_report(out: Path, quick: bool) -> None:
         "- Recipe: `configs/cpu.cfg` with only its `ner` head (spancat dropped to halve the cost), overlays in "
         "`configs/sweep/` for LoRA, MiniLM-L6 and the CNN; the derived configs are in `reports/sweep/configs/`. "
         "Every family sees the same batches (cut by the decoder's pieces), epochs and schedule.",
-        f"- {len(records)} runs, {hours:.1f} h of CPU in `spacy train` and scoring"
+        f"- {len(records)} runs, {hours:.1f} h of wall time in `spacy train` and scoring"
+        + (f"; `spacy train` took {cpu_hours:.1f} h of CPU time (user + system) in the {len(timed)} runs that recorded it"
+           if timed else "")
         + (f"; {shared} of them ended with the 1-minute load above the core count (the CPU was shared, so their "
            "train seconds are inflated)" if shared else "") + (f"; {stale} runs of an older recipe left out" if stale else "") + ".",
         "- train s: median wall seconds of `spacy train` (dev scored inside); words/s: median of spaCy's evaluate speed on test.",

@@ -129,7 +129,7 @@ def test_quick_sweep_trains_every_row_writes_the_report_resumes_and_retrains_an_
     assert by_spec["0010"]["unmasked_layers"] == "2" and by_spec["0001"]["unmasked_layers"] == "3"
     assert by_spec["repeat2"]["unmasked_layers"] == "-"
     for run in runs.values():
-        assert 0.0 <= run["test"]["ents_f"] <= 1.0 and run["train_seconds"] > 0 and len(run["recipe"]) == 12
+        assert 0.0 <= run["test"]["ents_f"] <= 1.0 and run["train_seconds"] > 0 and run["train_cpu_seconds"] > 0 and len(run["recipe"]) == 12
     report = out.with_suffix(".md").read_text()
     assert "| system | layers unmasked | n | test F1 per seed |" in report
     assert all(f"| {name} |" in report for name in ("none", "0010", "repeat2", combined[0], "minilm", "tok2vec"))
