@@ -9,9 +9,8 @@ the command with `--backend local` and 1 and 2 workers, and `--backend ray` with
 Each row is end-to-end wall time from no pipeline loaded: loading the pipeline (in every worker),
 starting Ray where used, annotating and (for the command) writing the shards; the libraries
 are imported once before the rounds (a spawned worker or Ray actor imports them again, and
-that is timed). The rows
-alternate for `--rounds` rounds; each reports the median and the range. Every run must give
-the same entities.
+that is timed). The rows alternate for `--rounds` rounds; each reports the median and the
+range. Every run must give the same entities and word count.
 """
 import argparse
 import json
@@ -56,7 +55,7 @@ def worker_threads(backend, workers: int, threads) -> int:
 
 
 def measure(run, args, texts, source: Path, tmp: Path) -> dict:
-    """One end-to-end run from nothing loaded: (words, seconds, entities)."""
+    """One end-to-end run, loading the pipeline: (words, seconds, entities)."""
     name, backend, workers, threads = run
     start = time.perf_counter()
     if backend is None:
@@ -108,10 +107,10 @@ def main() -> int:
         for round_ in range(args.rounds):
             for run in RUNS:
                 result = measure(run, args, texts, source, Path(tmp))
-                reference = reference or result["ents"]
-                same = same and result["ents"] == reference
-                words.setdefault(run[0], result["words"])
-                same = same and result["words"] == words[run[0]] == words[RUNS[0][0]]
+                outcome = (result["ents"], result["words"])
+                reference = reference or outcome
+                same = same and outcome == reference
+                words[run[0]] = result["words"]
                 seconds[run[0]].append(round(result["seconds"], 2))
                 print(f"[round {round_ + 1}/{args.rounds}] {run[0]}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
     base = statistics.median(seconds[RUNS[0][0]])
