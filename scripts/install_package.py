@@ -1,12 +1,13 @@
 """Install a packaged pipeline into a fresh venv from local wheels only, then use it.
 
-    python scripts/install_package.py PACKAGE_DIR VENV [--wheelhouse DIR]
+    python scripts/install_package.py PACKAGE_DIR VENV [--wheelhouse DIR] [--demo FILE]
 
 The wheelhouse (default: the asset cache's `wheelhouse/`) is filled once with the
 pipeline's dependencies, at the versions requirements.txt pins, and spacy-unmask itself;
 the install then runs with `--no-index`, so it needs no network. In the new venv the script
-loads the pipeline by name, runs `nlp.pipe` over new texts, and renders one doc with
-displaCy to VENV/../displacy.html.
+loads the pipeline by name, runs `nlp.pipe` over new texts (a tweet, emoji, an empty and a
+blank one), writes what came back as a markdown table to FILE (default reports/demo.md, which
+the README shows as is) and renders the first doc with displaCy to VENV/../displacy.html.
 """
 import argparse
 import re
@@ -25,11 +26,19 @@ nlp = spacy.load(sys.argv[1])
 texts = ["Just landed in New York , heading to Madison Square Garden tonight !",
          "Watching The Walking Dead with @mike and Apple pie 😀", "", "   "]
 docs = list(nlp.pipe(texts))
+model = nlp.config["components"]["transformer"]["model"]
+rows = [f"pipeline `{nlp.meta['name']}` {nlp.meta['version']}, unmask = `{model.get('unmask')}`, "
+        f"repeat = {model.get('repeat', 1)}, components {nlp.pipe_names}:", "",
+        "| text | `doc.ents` | `doc.spans['sc']` |", "|---|---|---|"]
+def shown(spans):
+    return ", ".join(f"{s.text} ({s.label_})" for s in spans) or "none"
 for doc in docs:
-    print(repr(doc.text[:40]), [(e.text, e.label_) for e in doc.ents], [(s.text, s.label_) for s in doc.spans.get("sc", [])])
+    rows.append(f"| {doc.text!r} | {shown(doc.ents)} | {shown(doc.spans.get('sc', []))} |")
+print("\n".join(rows))
+open(sys.argv[3], "w", encoding="utf8").write("\n".join(rows) + "\n")
 html = displacy.render(docs[0], style="ent", page=True)
-open(sys.argv[2], "w").write(html)
-print("pipeline", nlp.meta["name"], nlp.pipe_names, "displacy", len(html), "chars")
+open(sys.argv[2], "w", encoding="utf8").write(html)
+print("displacy", len(html), "chars")
 """
 
 
@@ -43,7 +52,8 @@ def pins_file(requirements: Path, target: Path) -> Path:
 
 def run(cmd, quiet: bool = False):
     """Run `cmd`, echoed; `quiet` keeps its output to itself (a check whose failure is expected)."""
-    print("+", " ".join(str(c) for c in cmd), flush=True)
+    shown = ["<script>" if c is SMOKE else str(c) for c in cmd]
+    print("+", " ".join(shown), flush=True)
     return subprocess.run([str(c) for c in cmd], capture_output=quiet).returncode
 
 
@@ -52,6 +62,8 @@ def main() -> int:
     parser.add_argument("package_dir", type=Path, help="the folder `spacy package` wrote (holds dist/)")
     parser.add_argument("venv", type=Path)
     parser.add_argument("--wheelhouse", type=Path, default=default_cache() / "wheelhouse")
+    parser.add_argument("--demo", type=Path, default=ROOT / "reports" / "demo.md",
+                        help="where the table of what the installed pipeline returned goes")
     args = parser.parse_args()
     wheels = sorted((args.package_dir / "dist").glob("*.whl"))
     if not wheels:
@@ -83,7 +95,8 @@ def main() -> int:
     if run([vpy, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--force-reinstall", wheels[-1], *ours]) != 0:
         return 1
     name = wheels[-1].name.split("-")[0]
-    return run([vpy, "-c", SMOKE, name, args.venv.parent / "displacy.html"])
+    args.demo.parent.mkdir(parents=True, exist_ok=True)
+    return run([vpy, "-c", SMOKE, name, args.venv.parent / "displacy.html", args.demo])
 
 
 if __name__ == "__main__":

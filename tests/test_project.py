@@ -124,7 +124,26 @@ def test_project_yml_workflow_goes_from_assets_to_an_installed_package():
     assert {"sweep", "sweep-quick", "benchmark"} <= commands
 
 
-@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md", "benchmark_apply_cpu.md"])
+def test_the_install_demo_writes_what_the_loaded_pipeline_returns(trained_tiny_pipeline, tmp_path):
+    """`install` shows the README reader the installed pipeline's own output, blank texts included."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from install_package import SMOKE
+
+    demo = tmp_path / "demo.md"
+    script("-c", SMOKE, trained_tiny_pipeline, tmp_path / "displacy.html", demo)
+    lines = demo.read_text(encoding="utf8").splitlines()
+    rows = [line for line in lines if line.startswith("| '")]
+    nlp = spacy.load(trained_tiny_pipeline)
+    assert f"unmask = `{nlp.config['components']['transformer']['model']['unmask']}`" in lines[0]
+    assert len(rows) == 4 and rows[2].startswith("| '' |") and rows[3].startswith("| '   ' |")
+    assert "😀" in rows[1]
+    doc = nlp("Just landed in New York , heading to Madison Square Garden tonight !")
+    expected = ", ".join(f"{e.text} ({e.label_})" for e in doc.ents) or "none"
+    assert rows[0] == f"| {doc.text!r} | {expected} | none |"
+    assert "<html" in (tmp_path / "displacy.html").read_text(encoding="utf8").lower()
+
+
+@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md", "benchmark_apply_cpu.md", "demo.md"])
 def test_the_readme_shows_the_tables_the_report_commands_wrote(report):
     """README figures come from reports/: every table row there must appear in README as is."""
     path = ROOT / "reports" / report
