@@ -76,6 +76,17 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy (all cores, every process) since boot, from
+    /proc/stat; None where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def read_run(path: Path):
     """A finished run's record, or None if the file is unreadable (a crash mid-write)."""
     try:
@@ -197,9 +208,10 @@ class Sweep:
                "--paths.train", str(self.paths["train"]), "--paths.dev", str(self.paths["dev"]),
                *overrides(family, spec, lr, seed, self.quick)]
         log(f"training {name}")
-        start, cpu_start = time.perf_counter(), child_cpu_seconds()
+        start, cpu_start, busy_start = time.perf_counter(), child_cpu_seconds(), machine_busy_seconds()
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         seconds, cpu_seconds = time.perf_counter() - start, child_cpu_seconds() - cpu_start
+        busy_end = machine_busy_seconds()
         if result.returncode != 0:
             raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         best = model_dir / "model-best"
@@ -214,6 +226,9 @@ class Sweep:
             # neither a paused sweep nor a shared CPU inflates it
             "train_cpu_seconds": round(cpu_seconds, 1),
             "score_seconds": round(score_seconds, 1),
+            # CPU seconds that other processes took while `spacy train` ran: the run's timing
+            # is its own only when this is small against train_cpu_seconds
+            "other_cpu_seconds": None if busy_start is None else round(busy_end - busy_start - cpu_seconds, 1),
             # the 1-minute load average as the run ended: above the core count, the CPU was shared
             "load_average": round(os.getloadavg()[0], 2),
             "cpu_count": os.cpu_count(),

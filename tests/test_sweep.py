@@ -3,6 +3,8 @@ the whole machinery in --quick mode (every run, resuming, a recipe change)."""
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from thinc.api import Config
@@ -93,7 +95,7 @@ def test_missing_runs_make_the_choice_provisional():
 def record(family, spec, seed, test_f1, lr=2e-4):
     return {"family": family, "spec": spec, "learn_rate": lr, "seed": seed, "unmasked_layers": "-",
             "dev": {"ents_f": test_f1, "ents_p": 0.5, "ents_r": 0.5}, "test": {"ents_f": test_f1, "ents_p": 0.5, "ents_r": 0.5},
-            "train_seconds": 100.0, "test_words_per_s": 500.0}
+            "train_seconds": 100.0, "train_cpu_seconds": 190.0 + seed, "test_words_per_s": 500.0}
 
 
 def test_rows_give_each_seed_the_mean_and_the_sample_sd_and_the_verdict_the_gap():
@@ -108,6 +110,29 @@ def test_rows_give_each_seed_the_mean_and_the_sample_sd_and_the_verdict_the_gap(
     assert "`second_half`" in lines and "+10.0 (standard error 1.6, so 6.1 standard errors)" in lines
     table = "\n".join(sweep_report.table(rows))
     assert "| second_half | - | 3 | 40.0, 42.0, 44.0 | 42.0 ± 2.0 |" in table
+    assert "| 50.0 | 100 | 191 | 500 |" in table
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="no /proc/stat")
+def test_the_machines_busy_seconds_count_this_process_working():
+    before, start = sweep.machine_busy_seconds(), time.process_time()
+    while time.process_time() - start < 0.5:
+        pass
+    assert sweep.machine_busy_seconds() - before >= 0.4
+
+
+def test_costs_come_from_the_timed_runs_only():
+    """Runs from before the sweep recorded CPU time shared the machine: their seconds are not costs."""
+    shared = [{**record("decoder", "none", s, 0.3), "train_seconds": 3000.0, "test_words_per_s": 20.0} for s in range(3)]
+    for r in shared:
+        del r["train_cpu_seconds"]
+    assert all(v != v for v in sweep_report.costs(shared).values())
+    mixed = shared[:2] + [record("decoder", "none", 2, 0.3)]
+    assert sweep_report.costs(mixed) == {"seconds": 100.0, "cpu_seconds": 192.0, "words_per_s": 500.0}
+    busy = [{**record("decoder", "none", s, 0.3), "other_cpu_seconds": o} for s, o in enumerate((10.0, 50.0, 0.0))]
+    assert [sweep_report.alone(r) for r in busy] == [True, False, True]
+    row = sweep_report.rows_at_rates(shared, {"decoder": (2e-4, True, [2e-4])})[0]
+    assert sweep_report.table([row])[-1].endswith("| n/a | n/a | n/a |")
 
 
 @needs_model
@@ -130,6 +155,7 @@ def test_quick_sweep_trains_every_row_writes_the_report_resumes_and_retrains_an_
     assert by_spec["repeat2"]["unmasked_layers"] == "-"
     for run in runs.values():
         assert 0.0 <= run["test"]["ents_f"] <= 1.0 and run["train_seconds"] > 0 and run["train_cpu_seconds"] > 0 and len(run["recipe"]) == 12
+        assert run["other_cpu_seconds"] is not None
     report = out.with_suffix(".md").read_text()
     assert "| system | layers unmasked | n | test F1 per seed |" in report
     assert all(f"| {name} |" in report for name in ("none", "0010", "repeat2", combined[0], "minilm", "tok2vec"))
