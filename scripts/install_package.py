@@ -81,7 +81,7 @@ def main() -> int:
     if run([*fill, "--no-index"], quiet=True) == 0:
         print(f"wheelhouse {house} holds every requirement: installing offline", flush=True)
     else:
-        print(f"wheelhouse {house} lacks some requirements (first run): downloading them from PyPI, once", flush=True)
+        print(f"wheelhouse {house} lacks some requirements (a first run, or new pins): downloading them from PyPI, once", flush=True)
         if run(fill) != 0:
             return 1
     if not (args.venv / "bin" / "python").exists():
