@@ -33,7 +33,8 @@ rows = [f"pipeline `{nlp.meta['name']}` {nlp.meta['version']}, unmask = `{model.
 def shown(spans):
     return ", ".join(f"{s.text} ({s.label_})" for s in spans) or "none"
 for doc in docs:
-    rows.append(f"| {doc.text!r} | {shown(doc.ents)} | {shown(doc.spans.get('sc', []))} |")
+    cells = [repr(doc.text), shown(doc.ents), shown(doc.spans.get("sc", []))]
+    rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
 print("\n".join(rows))
 open(sys.argv[3], "w", encoding="utf8").write("\n".join(rows) + "\n")
 html = displacy.render(docs[0], style="ent", page=True)

@@ -76,15 +76,28 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def busy_seconds(line: str, ticks: int) -> float:
+    """The busy CPU seconds in /proc/stat's first (`cpu`) line: user, nice, system, irq, softirq
+    and steal (time the hypervisor gave to other guests: our runs could not use it either)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in line.split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
 def machine_busy_seconds():
     """CPU seconds the whole machine has spent busy (all cores, every process) since boot, from
-    /proc/stat; None where there is no /proc/stat."""
+    /proc/stat; None where there is none or it has an unexpected form."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
+        return busy_seconds(Path("/proc/stat").read_text().split("\n", 1)[0], os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def other_cpu_seconds(busy_start, busy_end, own: float):
+    """What other processes took while a run used `own` CPU seconds; None where /proc/stat was
+    missing or does not see this process (less than half of `own`: a sandbox's fake one)."""
+    if busy_start is None or busy_end is None or busy_end - busy_start < 0.5 * own:
+        return None
+    return round(busy_end - busy_start - own, 1)
 
 
 def read_run(path: Path):
@@ -228,7 +241,7 @@ class Sweep:
             "score_seconds": round(score_seconds, 1),
             # CPU seconds that other processes took while `spacy train` ran: the run's timing
             # is its own only when this is small against train_cpu_seconds
-            "other_cpu_seconds": None if busy_start is None else round(busy_end - busy_start - cpu_seconds, 1),
+            "other_cpu_seconds": other_cpu_seconds(busy_start, busy_end, cpu_seconds),
             # the 1-minute load average as the run ended: above the core count, the CPU was shared
             "load_average": round(os.getloadavg()[0], 2),
             "cpu_count": os.cpu_count(),

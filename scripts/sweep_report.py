@@ -79,10 +79,12 @@ SHARED = 0.1  # a run whose machine spent more than this fraction of its CPU tim
 
 
 def alone(run) -> bool:
-    """Whether `run` had the machine to itself: it recorded `spacy train`'s CPU time (the runs
-    before that shared the machine with other jobs) and other processes took at most SHARED of
-    that again meanwhile (runs that did not record it ended with the 1-minute load within the
-    core count)."""
+    """Whether `run` had the machine to itself. Records from before the sweep recorded
+    `spacy train`'s CPU time come from the sessions where tests, benchmarks and CI checks ran
+    beside the sweep (their words/s ran as low as 21 against about 500), so they count as
+    shared. Of the rest, a run that recorded what other processes took (/proc/stat) is alone
+    when that is at most SHARED of its own CPU time; one that did not, when the 1-minute load
+    as it ended was within the core count."""
     if "train_cpu_seconds" not in run:
         return False
     if run.get("other_cpu_seconds") is not None:
@@ -196,8 +198,9 @@ def write_report(out: Path, quick: bool) -> None:
         + (f"; {shared} of them shared the CPU with other jobs (their seconds are left out of the costs)" if shared else "") + (f"; {stale} runs of an older recipe left out" if stale else "") + ".",
         "- train s: median wall seconds of `spacy train` (dev scored inside), train CPU s: its user + system CPU seconds, "
         "words/s: spaCy's evaluate speed on test; all three are medians over the runs that had the machine to themselves "
-        "(other processes took under a tenth of the run's CPU time, from /proc/stat). n/a: every run of the row shared "
-        "the CPU with other jobs; "
+        "(`sweep_report.alone`: other processes took under a tenth of the run's CPU time by /proc/stat, or, for runs "
+        "that did not record that, the 1-minute load at the end was within the core count; the first runs, from before "
+        "CPU time was recorded, ran beside tests and benchmarks and count as shared). n/a: no run of the row was alone; "
         "unmasking changes no FLOPs, so `none` costs what the unmask rows cost.",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
