@@ -75,7 +75,7 @@ def rows_at_rates(records, rates):
     return rows
 
 
-SHARED = 0.1  # a run whose machine spent more than this fraction of its CPU time on others shared it
+SHARED = 0.03  # other processes took more than this fraction of a run's CPU time: it shared the machine (alone: under 1%)
 
 
 def alone(run) -> bool:
@@ -198,7 +198,7 @@ def write_report(out: Path, quick: bool) -> None:
         + (f"; {shared} of them shared the CPU with other jobs (their seconds are left out of the costs)" if shared else "") + (f"; {stale} runs of an older recipe left out" if stale else "") + ".",
         "- train s: median wall seconds of `spacy train` (dev scored inside), train CPU s: its user + system CPU seconds, "
         "words/s: spaCy's evaluate speed on test; all three are medians over the runs that had the machine to themselves "
-        "(`sweep_report.alone`: other processes took under a tenth of the run's CPU time by /proc/stat, or, for runs "
+        "(`sweep_report.alone`: other processes took under 3% of the run's CPU time by /proc/stat, or, for runs "
         "that did not record that, the 1-minute load at the end was within the core count; the first runs, from before "
         "CPU time was recorded, ran beside tests and benchmarks and count as shared). n/a: no run of the row was alone; "
         "unmasking changes no FLOPs, so `none` costs what the unmask rows cost.",
