@@ -135,7 +135,10 @@ def gap(a, b) -> str:
     if a["n"] > 1 and b["n"] > 1:
         error = (a["sd"] ** 2 / a["n"] + b["sd"] ** 2 / b["n"]) ** 0.5
         ratio = difference / error if error else float("inf")
-        return f"{difference:+.1f} (standard error {error:.1f}, so {abs(ratio):.1f} standard errors)"
+        widest = max(a["sd"], b["sd"])
+        against = "larger" if abs(difference) > widest else "not larger"
+        return (f"{difference:+.1f} (standard error {error:.1f}, so {abs(ratio):.1f} standard errors; "
+                f"{against} than the wider seed-to-seed sd of the two, {widest:.1f})")
     return f"{difference:+.1f} (one seed: no spread)"
 
 

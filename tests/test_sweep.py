@@ -108,7 +108,7 @@ def test_rows_give_each_seed_the_mean_and_the_sample_sd_and_the_verdict_the_gap(
     assert by["none"]["test_f1s"] == pytest.approx([30.0, 32.0, 34.0]) and by["none"]["n"] == 3
     assert by["none"]["sd"] == pytest.approx(2.0) and by["second_half"]["f1"] == pytest.approx(42.0)
     lines = "\n".join(sweep_report.verdict(rows))
-    assert "`second_half`" in lines and "+10.0 (standard error 1.6, so 6.1 standard errors)" in lines
+    assert "`second_half`" in lines and "+10.0 (standard error 1.6, so 6.1 standard errors; larger than the wider seed-to-seed sd of the two, 2.0)" in lines
     table = "\n".join(sweep_report.table(rows))
     assert "| second_half | - | 3 | 40.0, 42.0, 44.0 | 42.0 ± 2.0 |" in table
     assert "| 50.0 | 100 | 191 | 500 |" in table
