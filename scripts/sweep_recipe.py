@@ -13,7 +13,9 @@ representation both heads read), and then applies its overlay from `configs/swee
 - tok2vec: spaCy's CNN in place of the transformer.
 
 A run records the digest of its family's config, so a sweep resumed after the shipped recipe
-changed retrains instead of mixing two recipes in one table.
+changed retrains instead of mixing two recipes in one table. The decoder's `unmask` and
+`repeat` are not part of that recipe (each run sets its own spec): the derived configs hold
+them at the causal base, so the shipped default can follow the verdict.
 """
 import hashlib
 import sys
@@ -55,6 +57,20 @@ def family_config(family: str, shipped: Path = SHIPPED) -> Config:
     pipeline = config["nlp"]["pipeline"]
     for name in [n for n in config["components"] if n not in pipeline]:
         del config["components"][name]
+    return causal_base(config)
+
+
+def causal_base(config: Config) -> Config:
+    """`config` with the decoder's spec settings (`unmask`, `repeat`) at the causal base.
+
+    Every run sets its own spec on the command line, so the shipped default for them is not
+    part of the recipe: the shipped configs can follow the sweep's verdict without making the
+    sweep's finished runs stale.
+    """
+    model = config["components"].get("transformer", {}).get("model", {})
+    if "unmask" in model:
+        model["unmask"] = "none"
+        model.pop("repeat", None)
     return config
 
 

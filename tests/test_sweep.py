@@ -27,8 +27,10 @@ def shipped():
 def test_the_decoder_family_is_the_shipped_recipe_with_ner_alone():
     derived, recipe = sweep_recipe.family_config("decoder"), shipped()
     assert derived["nlp"]["pipeline"] == ["transformer", "ner"]
-    for section in ("transformer", "ner"):
-        assert derived["components"][section] == recipe["components"][section]
+    assert derived["components"]["ner"] == recipe["components"]["ner"]
+    model, shipped_model = derived["components"]["transformer"].pop("model"), recipe["components"]["transformer"].pop("model")
+    assert derived["components"]["transformer"] == recipe["components"]["transformer"]
+    assert model == {**shipped_model, "unmask": "none"}, "the decoder as shipped, at the causal base"
     training = {k: v for k, v in recipe["training"].items() if k != "score_weights"}
     assert {k: v for k, v in derived["training"].items() if k != "score_weights"} == training
     assert derived["training"]["score_weights"] == {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None}
@@ -55,6 +57,21 @@ def test_every_family_keeps_the_shipped_budget_and_a_recipe_change_reaches_it(fa
     longer = sweep_recipe.family_config(family, tmp_path / "cpu.cfg")
     assert longer["training"]["max_epochs"] == 5
     assert sweep_recipe.digest(longer) != sweep_recipe.digest(derived)
+
+
+@pytest.mark.parametrize("family", ["decoder", "lora"])
+def test_the_shipped_default_spec_following_the_verdict_leaves_the_sweeps_runs_current(family, tmp_path):
+    """Each run sets unmask and repeat itself: the shipped values of those are not the recipe."""
+    changed = shipped()
+    changed["components"]["transformer"]["model"].update({"unmask": "second_half", "repeat": 2})
+    changed.to_disk(tmp_path / "cpu.cfg")
+    derived = sweep_recipe.family_config(family, tmp_path / "cpu.cfg")
+    assert sweep_recipe.digest(derived) == sweep_recipe.digest(sweep_recipe.family_config(family))
+    assert derived["components"]["transformer"]["model"]["unmask"] == "none"
+    assert "repeat" not in derived["components"]["transformer"]["model"]
+    changed["components"]["transformer"]["model"]["n_layers"] = 10
+    changed.to_disk(tmp_path / "cpu.cfg")
+    assert sweep_recipe.digest(sweep_recipe.family_config(family, tmp_path / "cpu.cfg")) != sweep_recipe.digest(derived)
 
 
 def test_rates_step_along_the_1_2_5_series():
