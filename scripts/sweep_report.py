@@ -142,27 +142,43 @@ def gap(a, b) -> str:
     return f"{difference:+.1f} (one seed: no spread)"
 
 
+def best_on_dev(rows, family: str):
+    """`family`'s row with the best mean dev F1 among its rows with the most seeds, or None."""
+    candidates = [row for row in rows if row["family"] == family]
+    if not candidates:
+        return None
+    most = max(row["n"] for row in candidates)
+    return max((row for row in candidates if row["n"] == most), key=lambda row: row["dev_f1"])
+
+
 def verdict(rows) -> list:
-    """Best decoder spec on dev and its test margins; the two routes; the baselines."""
-    decoders = [row for row in rows if row["family"] == "decoder"]
-    if not decoders:
+    """Best decoder spec on dev and its test margins; the two routes; the baselines; the LoRA table."""
+    best = best_on_dev(rows, "decoder")
+    if best is None:
         return []
-    most = max(row["n"] for row in decoders)
-    best = max((row for row in decoders if row["n"] == most), key=lambda row: row["dev_f1"])
     by = {(row["family"], row["system"]): row for row in rows}
-    lines = [f"- Best decoder spec on dev (mean over n={most} seeds): `{best['system']}`, dev F1 {best['dev_f1']:.1f}, "
+    lines = [f"- Best decoder spec on dev (mean over n={best['n']} seeds): `{best['system']}`, dev F1 {best['dev_f1']:.1f}, "
              f"test F1 {best['f1']:.1f} ± {fmt(best['sd'])}."]
     for key in (("decoder", "none"), ("minilm", "minilm"), ("tok2vec", "tok2vec")):
         if key in by and by[key] is not best:
             other = by[key]
             lines.append(f"- `{best['system']}` − `{other['system']}` on test: {gap(best, other)}; "
                          f"`{other['system']}` {other['f1']:.1f} ± {fmt(other['sd'])}, n={other['n']}.")
-    routes = [row for row in decoders if row["system"].startswith("repeat2") or row is best]
+    routes = [row for row in rows if row["family"] == "decoder" and (row["system"].startswith("repeat2") or row is best)]
     if len(routes) > 1:
         lines.append("- Routes: " + "; ".join(
             f"`{row['system']}` test F1 {row['f1']:.1f} ± {fmt(row['sd'])} (n={row['n']}), {fmt(row['seconds'], 0)} s "
             f"({fmt(row['cpu_seconds'], 0)} CPU s) to train, {fmt(row['words_per_s'], 0)} words/s to annotate"
             for row in routes) + ".")
+    lora = best_on_dev(rows, "lora")
+    if lora is not None:
+        lines.append(f"- LoRA: best spec on dev (mean over n={lora['n']} seeds): `{lora['system']}`, dev F1 {lora['dev_f1']:.1f}, "
+                     f"test F1 {lora['f1']:.1f} ± {fmt(lora['sd'])}.")
+        causal = by.get(("lora", "none"))
+        if causal is not None and causal is not lora:
+            lines.append(f"- LoRA `{lora['system']}` − LoRA `none` on test: {gap(lora, causal)}; "
+                         f"LoRA `none` {causal['f1']:.1f} ± {fmt(causal['sd'])}, n={causal['n']}.")
+        lines.append(f"- LoRA `{lora['system']}` − full fine-tuning `{best['system']}` on test: {gap(lora, best)}.")
     return lines
 
 
@@ -183,7 +199,7 @@ def write_report(out: Path, quick: bool) -> None:
     cpu_hours = sum(r["train_cpu_seconds"] for r in timed) / 3600
     lines = ["## Decoder specs (full fine-tuning) and baselines", "", *table(main), "",
              "## LoRA on q and v (rank 16), the paper's regime", "", *table(lora), "",
-             "## Verdict (computed from the table)", "", *verdict(main), "",
+             "## Verdict (computed from the tables)", "", *verdict(rows), "",
              "## How the runs were made", ""]
     for family, (rate, final, tried) in sorted(rates.items()):
         edge = " (at an edge of the widened grid)" if final and rate in (tried[0], tried[-1]) and len(tried) > 1 else ""

@@ -131,6 +131,20 @@ def test_rows_give_each_seed_the_mean_and_the_sample_sd_and_the_verdict_the_gap(
     assert "| 50.0 | 100 | 191 | 500 |" in table
 
 
+def test_the_verdict_gives_the_lora_tables_winner_on_dev_and_its_margins():
+    records = [record("decoder", spec, s, f + 0.02 * s) for spec, f in (("none", 0.30), ("second_half", 0.40)) for s in range(3)]
+    records += [record("lora", "none", s, 0.20 + 0.02 * s, lr=1e-3) for s in range(3)]
+    records += [record("lora", "all", s, 0.26 + 0.02 * s, lr=1e-3) for s in range(3)]
+    records += [record("lora", "second_half", 0, 0.9, lr=1e-3)]  # one seed: not the winner, however high
+    rates = {"decoder": (2e-4, True, [1e-4, 2e-4, 5e-4]), "lora": (1e-3, True, [5e-4, 1e-3, 2e-3])}
+    rows = sweep_report.rows_at_rates(records, rates)
+    assert sweep_report.best_on_dev(rows, "lora")["system"] == "all"
+    lines = sweep_report.verdict(rows)
+    assert "- LoRA: best spec on dev (mean over n=3 seeds): `all`, dev F1 28.0, test F1 28.0 ± 2.0." in lines
+    assert any(line.startswith("- LoRA `all` − LoRA `none` on test: +6.0 (standard error 1.6") for line in lines)
+    assert any(line.startswith("- LoRA `all` − full fine-tuning `second_half` on test: -14.0") for line in lines)
+
+
 def test_busy_seconds_sum_the_busy_fields_of_proc_stat_and_leave_idle_out():
     # user nice system idle iowait irq softirq steal guest guest_nice, in ticks of 1/100 s
     assert sweep.busy_seconds("cpu  100 20 30 1000 50 4 6 8 9 9", 100) == pytest.approx(1.68)
