@@ -74,6 +74,18 @@ def test_the_shipped_default_spec_following_the_verdict_leaves_the_sweeps_runs_c
     assert sweep_recipe.digest(sweep_recipe.family_config(family, tmp_path / "cpu.cfg")) != sweep_recipe.digest(derived)
 
 
+def test_the_shipped_lora_config_is_the_recipe_the_lora_table_measured():
+    """cpu_lora.cfg = cpu.cfg + the sweep's adapters; only the rate and the spec (both the table's) differ."""
+    lora = Config().from_disk(ROOT / "configs" / "cpu_lora.cfg", interpolate=False)
+    assert lora["components"]["transformer"]["model"]["lora"] == sweep_recipe.family_config("lora")["components"]["transformer"]["model"]["lora"]
+    base = shipped()
+    for config in (lora, base):
+        config["components"]["transformer"]["model"].pop("lora", None)
+        config["components"]["transformer"]["model"].pop("unmask")
+        config["training"]["optimizer"]["learn_rate"].pop("initial_rate")
+    assert lora["components"] == base["components"] and lora["training"] == base["training"] and lora["nlp"] == base["nlp"]
+
+
 def test_rates_step_along_the_1_2_5_series():
     assert [sweep.neighbour_rate(r, up=True) for r in (1e-4, 2e-4, 5e-4)] == [2e-4, 5e-4, 1e-3]
     assert [sweep.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
