@@ -151,19 +151,27 @@ def best_on_dev(rows, family: str):
     return max((row for row in candidates if row["n"] == most), key=lambda row: row["dev_f1"])
 
 
+def winner(label: str, row) -> str:
+    """The verdict's line for a family's best row on dev."""
+    return (f"- {label} on dev (mean over n={row['n']} seeds): `{row['system']}`, dev F1 {row['dev_f1']:.1f}, "
+            f"test F1 {row['f1']:.1f} ± {fmt(row['sd'])}.")
+
+
+def margin(a, b, a_name: str, b_name: str) -> str:
+    """The verdict's line for `a` minus `b` on test, with `b`'s own mean ± sd."""
+    return f"- {a_name} − {b_name} on test: {gap(a, b)}; {b_name} {b['f1']:.1f} ± {fmt(b['sd'])}, n={b['n']}."
+
+
 def verdict(rows) -> list:
     """Best decoder spec on dev and its test margins; the two routes; the baselines; the LoRA table."""
     best = best_on_dev(rows, "decoder")
     if best is None:
         return []
     by = {(row["family"], row["system"]): row for row in rows}
-    lines = [f"- Best decoder spec on dev (mean over n={best['n']} seeds): `{best['system']}`, dev F1 {best['dev_f1']:.1f}, "
-             f"test F1 {best['f1']:.1f} ± {fmt(best['sd'])}."]
+    lines = [winner("Best decoder spec", best)]
     for key in (("decoder", "none"), ("minilm", "minilm"), ("tok2vec", "tok2vec")):
         if key in by and by[key] is not best:
-            other = by[key]
-            lines.append(f"- `{best['system']}` − `{other['system']}` on test: {gap(best, other)}; "
-                         f"`{other['system']}` {other['f1']:.1f} ± {fmt(other['sd'])}, n={other['n']}.")
+            lines.append(margin(best, by[key], f"`{best['system']}`", f"`{by[key]['system']}`"))
     routes = [row for row in rows if row["family"] == "decoder" and (row["system"].startswith("repeat2") or row is best)]
     if len(routes) > 1:
         lines.append("- Routes: " + "; ".join(
@@ -172,12 +180,10 @@ def verdict(rows) -> list:
             for row in routes) + ".")
     lora = best_on_dev(rows, "lora")
     if lora is not None:
-        lines.append(f"- LoRA: best spec on dev (mean over n={lora['n']} seeds): `{lora['system']}`, dev F1 {lora['dev_f1']:.1f}, "
-                     f"test F1 {lora['f1']:.1f} ± {fmt(lora['sd'])}.")
+        lines.append(winner("LoRA: best spec", lora))
         causal = by.get(("lora", "none"))
         if causal is not None and causal is not lora:
-            lines.append(f"- LoRA `{lora['system']}` − LoRA `none` on test: {gap(lora, causal)}; "
-                         f"LoRA `none` {causal['f1']:.1f} ± {fmt(causal['sd'])}, n={causal['n']}.")
+            lines.append(margin(lora, causal, f"LoRA `{lora['system']}`", "LoRA `none`"))
         lines.append(f"- LoRA `{lora['system']}` − full fine-tuning `{best['system']}` on test: {gap(lora, best)}.")
     return lines
 
