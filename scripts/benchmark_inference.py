@@ -1,4 +1,4 @@
-"""Words/s of `nlp.pipe` against the bare Hugging Face forward pass on the same texts.
+"""Words/s of `nlp.pipe` against the bare Hugging Face forward pass on the same texts, fp32 and bf16.
 
     python scripts/benchmark_inference.py PIPELINE_OR_MODEL [--texts N] [--batch-size B]
         [--n-layers N] [--unmask SPEC] [--repeat K] [--gpu-id G] [--output reports/benchmark_inference.json]
@@ -8,13 +8,20 @@ installed package name) or a model folder; for a model folder a `transformer` +
 `ner` pipeline is built around it (untrained heads cost what trained ones do).
 Texts are WNUT-16 tweets from the asset cache, in their file order, cut into the
 same batches for both measurements. The bare forward tokenizes with the same
-tokenizer and runs the same decoder module under `torch.no_grad`; the ratio of
-the two shows what tokenizing, aligning and the heads cost on top. Each measurement
-runs in a process of its own (so each has its own peak memory), alternating;
-`--gpu-id 0` measures on a GPU, with the precision the pipeline's config sets.
+tokenizer and runs the same decoder module under `torch.no_grad`. Four measurements:
+- pipe:      the pipeline as `spacy.load` gives it (`inference_dtype` as its config says:
+             "auto" runs bfloat16 where the device has it natively);
+- pipe_fp32: the same, loaded with `inference_dtype = "float32"`;
+- bare_fp32 / bare_bf16: the bare forward of the same decoder with float32 / bfloat16 weights.
+pipe ÷ bare_fp32 is what a user gains over a plain float32 forward; pipe ÷ the bare forward
+in pipe's own precision shows what tokenizing, aligning and the heads cost on top. A model
+folder is first built into a pipeline and saved, so every measurement loads from disk. Each
+measurement runs in a process of its own (so each has its own peak memory), alternating;
+`--gpu-id 0` measures on a GPU.
 """
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +31,13 @@ from thinc.api import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking import (  # noqa: E402
-    alternate, fastest, peak_matmul, piece_counts, read_tweets, report_child, roofline_fractions, synchronize,
-    use_device, write_result,
+    alternate, compute_precision, fastest, peak_matmul, piece_counts, read_tweets, report_child, roofline_fractions,
+    synchronize, use_device, write_result,
 )
-from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
+from roofline import DecoderFlops, matmul_speeds  # noqa: E402
+
+# measurement -> the `inference_dtype` it loads the pipeline with (None: as its config says)
+MODES = {"pipe": None, "pipe_fp32": "float32", "bare_fp32": "float32", "bare_bf16": "bfloat16"}
 
 PIPELINE_CONFIG = """
 [nlp]
@@ -59,18 +69,24 @@ grad_factor = 1.0
 """
 
 
-def load_pipeline(target: str, unmask: str, n_layers, repeat: int):
+def is_model_folder(target: str) -> bool:
     path = Path(target)
-    if path.is_dir() and (path / "config.json").is_file() and not (path / "config.cfg").is_file():
-        config = Config().from_str(
-            PIPELINE_CONFIG.format(
-                name=path, unmask=unmask, n_layers="null" if n_layers is None else n_layers, repeat=repeat
-            )
-        )
-        nlp = spacy.util.load_model_from_config(config, auto_fill=True)
-        nlp.initialize(lambda: [spacy.training.Example.from_dict(nlp.make_doc("Hi Paris"), {})])
-        return nlp
-    return spacy.load(target)
+    return path.is_dir() and (path / "config.json").is_file() and not (path / "config.cfg").is_file()
+
+
+def build_pipeline(model: str, unmask: str, n_layers, repeat: int, output: Path) -> None:
+    """A transformer + (untrained) ner pipeline around a model folder, saved to `output`."""
+    config = Config().from_str(
+        PIPELINE_CONFIG.format(name=model, unmask=unmask, n_layers="null" if n_layers is None else n_layers, repeat=repeat)
+    )
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: [spacy.training.Example.from_dict(nlp.make_doc("Hi Paris"), {})])
+    nlp.to_disk(output)
+
+
+def load_pipeline(target: str, inference_dtype):
+    overrides = {} if inference_dtype is None else {"components.transformer.model.inference_dtype": inference_dtype}
+    return spacy.load(target, config=overrides)
 
 
 def timed(fn) -> float:
@@ -84,7 +100,7 @@ def child(args) -> None:
     """One measurement (`pipe` or `bare`) in this process; prints its JSON line."""
     device = use_device(args.gpu_id)
     torch.manual_seed(0)
-    nlp = load_pipeline(args.target, args.unmask, args.n_layers, args.repeat)
+    nlp = load_pipeline(args.target, MODES[args.child])
     model = nlp.get_pipe("transformer").model
     texts = read_tweets(args.texts)
     batches = [texts[i : i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
@@ -101,7 +117,7 @@ def child(args) -> None:
         for _ in nlp.pipe((text for batch in batches for text in batch), batch_size=args.batch_size):
             pass
 
-    run = pipe if args.child == "pipe" else bare
+    run = pipe if args.child.startswith("pipe") else bare
     run(batches[:2])  # warm-up
     seconds = min(timed(lambda: run(batches)) for _ in range(args.passes))
     lengths = piece_counts(tokenizer, texts)
@@ -114,8 +130,9 @@ def child(args) -> None:
         "unmask": str(model.attrs["settings"].unmask),
         "repeat": model.attrs["settings"].repeat,
         "layers": module.config.num_hidden_layers,
-        "mixed_precision": model.attrs["settings"].mixed_precision,
-        "matmul_flops_per_s": matmul_flops_per_s(module.device),
+        "precision": compute_precision(module),
+        "inference_dtype": model.attrs["settings"].inference_dtype,
+        "matmul_flops_per_s": matmul_speeds(module.device),
     })
 
 
@@ -131,23 +148,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
     parser.add_argument("--passes", type=int, default=2, help="timed passes over the texts inside each process")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_inference.json"))
-    parser.add_argument("--child", choices=["pipe", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = args.target
+        if is_model_folder(target):
+            target = str(Path(tmp) / "pipeline")
+            build_pipeline(args.target, args.unmask, args.n_layers, args.repeat, Path(target))
+        measure(args, target)
 
-    forwarded = [args.target, "--texts", str(args.texts), "--batch-size", str(args.batch_size), "--unmask", args.unmask,
-                 "--repeat", str(args.repeat), "--gpu-id", str(args.gpu_id), "--passes", str(args.passes)]
-    if args.n_layers is not None:
-        forwarded += ["--n-layers", str(args.n_layers)]
-    runs = alternate(Path(__file__), forwarded, ["pipe", "bare"], args.rounds)
-    pipe, bare = fastest(runs["pipe"]), fastest(runs["bare"])
+
+def measure(args, target: str) -> None:
+    forwarded = [target, "--texts", str(args.texts), "--batch-size", str(args.batch_size),
+                 "--gpu-id", str(args.gpu_id), "--passes", str(args.passes)]
+    runs = alternate(Path(__file__), forwarded, list(MODES), args.rounds)
+    best = {mode: fastest(rs) for mode, rs in runs.items()}
+    pipe, bare = best["pipe"], best["bare_fp32"]
+    same = best[f"bare_{pipe['precision']}"]  # the bare forward in the precision the pipeline runs in
     roofline = peak_matmul(runs)
     words = pipe["words"]
+    rate = {mode: round(words / r["seconds"], 1) for mode, r in best.items()}
     write_result({
         "benchmark": "inference",
         "target": args.target,
-        "what": f"nlp.pipe vs bare forward, {pipe['layers']} layers, {pipe['unmask']}, repeat {pipe['repeat']}, batch {args.batch_size}",
+        "what": f"nlp.pipe ({pipe['precision']}) vs bare forward, {pipe['layers']} layers, {pipe['unmask']}, "
+                f"repeat {pipe['repeat']}, batch {args.batch_size}",
         "unmask": pipe["unmask"],
         "repeat": pipe["repeat"],
         "layers": pipe["layers"],
@@ -155,16 +182,24 @@ def main() -> None:
         "words": words,
         "batch_size": args.batch_size,
         "unit": "words",
-        "ours_per_s": round(words / pipe["seconds"], 1),
-        "bare_per_s": round(words / bare["seconds"], 1),
+        "precision": pipe["precision"],
+        "inference_dtype": pipe["inference_dtype"],
+        # `ours`: nlp.pipe as loaded; `bare`: the bare float32 forward (the yardstick)
+        "ours_per_s": rate["pipe"],
+        "bare_per_s": rate["bare_fp32"],
+        "ours_fp32_per_s": rate["pipe_fp32"],
+        "bare_bf16_per_s": rate["bare_bf16"],
         "ratio": round(bare["seconds"] / pipe["seconds"], 3),
-        "matmul_gflops": round(roofline / 1e9, 1),
-        "roofline_fraction": roofline_fractions({"ours": pipe, "bare": bare}, roofline),
+        "ratio_same_precision": round(same["seconds"] / pipe["seconds"], 3),
+        "ratio_fp32": round(best["bare_fp32"]["seconds"] / best["pipe_fp32"]["seconds"], 3),
+        "matmul_gflops": {p: round(v / 1e9, 1) for p, v in roofline.items()},
+        "roofline_fraction": roofline_fractions(
+            {"ours": pipe, "ours_fp32": best["pipe_fp32"], "bare": bare, "bare_bf16": best["bare_bf16"]}, roofline
+        ),
         "ours_peak_memory_mb": pipe["peak_memory_mb"],
         "bare_peak_memory_mb": bare["peak_memory_mb"],
         "memory_kind": pipe["memory_kind"],
         "device": pipe["device"],
-        "mixed_precision": pipe["mixed_precision"],
         "all_seconds": {mode: [round(r["seconds"], 2) for r in rs] for mode, rs in runs.items()},
     }, args.output)
 

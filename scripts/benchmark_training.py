@@ -20,6 +20,8 @@ own batcher and train corpus:
 `--ablate` instead times spaCy's loop alone with the config as it is and with each of
 spacy-unmask's speed-ups turned back (`ABLATIONS`), and writes
 reports/benchmark_training_ablation.json.
+spaCy's loop also runs with `mixed_precision = false` (spacy_fp32), so the speed-up of bf16
+autocast is measured side by side, on the same batches, in the same run.
 The ratio bare seconds / spaCy seconds shows what the heads, listeners, alignment
 and thinc's optimizer cost on top on the same batches; spaCy / reference shows what a
 user pays against a plain loop, batching included. Each loop's model FLOPs per second
@@ -43,11 +45,20 @@ from spacy.util import load_config, registry, resolve_dot_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking import (  # noqa: E402
-    alternate, fastest, peak_matmul, piece_counts, report_child, roofline_fractions, synchronize, use_device,
-    write_result,
+    alternate, compute_precision, fastest, peak_matmul, piece_counts, report_child, roofline_fractions, synchronize,
+    use_device, write_result,
 )
 from reference_loop import make_step, reference_batches  # noqa: E402
-from roofline import DecoderFlops, matmul_flops_per_s  # noqa: E402
+from roofline import DecoderFlops, matmul_speeds  # noqa: E402
+
+# The measurements of one run: name -> its child's extra arguments. `spacy_fp32` is spaCy's
+# loop with bf16 autocast turned off, so the two precisions are timed side by side.
+MEASUREMENTS = {
+    "spacy": ["--child", "spacy"],
+    "spacy_fp32": ["--child", "spacy", "--components.transformer.model.mixed_precision", "false"],
+    "bare": ["--child", "bare"],
+    "reference": ["--child", "reference"],
+}
 
 
 def build(config_path: Path, overrides: dict):
@@ -118,9 +129,9 @@ def child(args, overrides: dict) -> None:
         "layers": module.config.num_hidden_layers,
         "unmask": str(trf.attrs["settings"].unmask),
         "lora": trf.attrs["settings"].lora is not None,
-        "mixed_precision": trf.attrs["settings"].mixed_precision,
+        "precision": compute_precision(module),
         "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        "matmul_flops_per_s": matmul_flops_per_s(module.device),
+        "matmul_flops_per_s": matmul_speeds(module.device),
         "pipeline": nlp.pipe_names,
     })
 
@@ -199,11 +210,13 @@ def main() -> None:
     forwarded = [str(args.config), "--steps", str(args.steps), "--warmup", str(args.warmup), "--gpu-id", str(args.gpu_id), *extra]
     if args.ablate:
         return ablate(forwarded, args)
-    runs = alternate(Path(__file__), forwarded, ["spacy", "bare", "reference"], args.rounds)
-    ours, bare, reference = fastest(runs["spacy"]), fastest(runs["bare"]), fastest(runs["reference"])
+    runs = alternate(Path(__file__), forwarded, MEASUREMENTS, args.rounds)
+    best = {name: fastest(rs) for name, rs in runs.items()}
+    ours, ours_fp32, bare, reference = best["spacy"], best["spacy_fp32"], best["bare"], best["reference"]
     roofline = peak_matmul(runs)
     lora = "LoRA" if ours["lora"] else "full fine-tuning"
-    precision = "bf16" if ours["mixed_precision"] and args.gpu_id >= 0 else "fp32"
+    precision = ours["precision"]
+    rate = {name: r["pieces"] / r["seconds"] for name, r in best.items()}
     write_result({
         "benchmark": "training",
         "target": str(args.config),
@@ -215,23 +228,29 @@ def main() -> None:
         "steps": ours["steps"],
         "pieces": ours["pieces"],
         "unit": "pieces",
-        "ours_per_s": round(ours["pieces"] / ours["seconds"], 1),
-        "bare_per_s": round(bare["pieces"] / bare["seconds"], 1),
-        "reference_per_s": round(reference["pieces"] / reference["seconds"], 1),
-        "ratio": round(bare["seconds"] / ours["seconds"], 3),
-        "ratio_reference": round((ours["pieces"] / ours["seconds"]) / (reference["pieces"] / reference["seconds"]), 3),
-        "matmul_gflops": round(roofline / 1e9, 1),
-        "roofline_fraction": roofline_fractions({"ours": ours, "bare": bare, "reference": reference}, roofline),
+        "precision": precision,
+        "ours_per_s": round(rate["spacy"], 1),
+        "ours_fp32_per_s": round(rate["spacy_fp32"], 1),
+        "bare_per_s": round(rate["bare"], 1),
+        "reference_per_s": round(rate["reference"], 1),
+        "ratio": round(rate["spacy"] / rate["bare"], 3),
+        "ratio_reference": round(rate["spacy"] / rate["reference"], 3),
+        # spaCy's step as configured over the same step in float32, same batches, same run
+        "speedup_over_fp32": round(rate["spacy"] / rate["spacy_fp32"], 3),
+        "matmul_gflops": {p: round(v / 1e9, 1) for p, v in roofline.items()},
+        "roofline_fraction": roofline_fractions(
+            {"ours": ours, "ours_fp32": ours_fp32, "bare": bare, "reference": reference}, roofline
+        ),
         "flops_per_piece": round(ours["flops"] / ours["pieces"]),
         # one epoch of the train split as each loop batches it: padded / real pieces
         "padding": {"ours": ours["padding"], "reference": reference["padding"]},
         "ours_peak_memory_mb": ours["peak_memory_mb"],
+        "ours_fp32_peak_memory_mb": ours_fp32["peak_memory_mb"],
         "bare_peak_memory_mb": bare["peak_memory_mb"],
         "reference_peak_memory_mb": reference["peak_memory_mb"],
         "memory_kind": ours["memory_kind"],
         "trainable_parameters": ours["trainable_parameters"],
         "device": ours["device"],
-        "mixed_precision": precision,
         "all_seconds": {mode: [round(r["seconds"], 2) for r in rs] for mode, rs in runs.items()},
     }, args.output)
 

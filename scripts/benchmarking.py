@@ -14,8 +14,10 @@ from typing import Dict, List
 
 from fetch_assets import DATA_FILE, default_cache
 
-# inference: spaCy / bare forward; training: spaCy / the plain PyTorch reference loop
-TARGETS = {"inference": 0.90, "training": 0.90}
+# inference: spaCy / bare forward in the same precision, and spaCy as loaded / the bare float32
+# forward; training: spaCy / the plain PyTorch reference loop under the same precision, and
+# spaCy's step as configured / the same step in float32
+TARGETS = {"inference": 0.90, "inference_over_fp32": 2.0, "training": 0.90, "training_over_fp32": 1.5}
 
 
 def read_tweets(limit: int) -> List[str]:
@@ -90,19 +92,30 @@ def alternate(script: Path, args: List[str], modes, rounds: int) -> Dict[str, Li
     return runs
 
 
-def peak_matmul(runs: Dict[str, List[Dict]]) -> float:
-    """The machine's matmul speed: the best that any measurement process measured after its loop.
+def peak_matmul(runs: Dict[str, List[Dict]]) -> Dict[str, float]:
+    """The machine's matmul speed in each precision ({"fp32": FLOP/s, "bf16": FLOP/s}): the
+    best that any measurement process measured after its loop.
 
     One short measurement varies by tens of percent on a shared machine; the best of
     several, taken in every process, is the speed the hardware can reach.
     """
-    return max(r["matmul_flops_per_s"] for rs in runs.values() for r in rs)
+    precisions = {p for rs in runs.values() for r in rs for p in r["matmul_flops_per_s"]}
+    return {p: max(r["matmul_flops_per_s"][p] for rs in runs.values() for r in rs) for p in sorted(precisions)}
 
 
-def roofline_fractions(runs: Dict[str, Dict], roofline: float) -> Dict[str, float]:
-    """Each loop's FLOP rate as a fraction of the machine's matmul speed, to 3 significant
-    figures: a tiny test model runs far below 0.001 of it, which fixed decimals round to 0."""
-    return {name: float(f"{r['flops'] / r['seconds'] / roofline:.3g}") for name, r in runs.items()}
+def roofline_fractions(runs: Dict[str, Dict], roofline: Dict[str, float]) -> Dict[str, float]:
+    """Each loop's FLOP rate as a fraction of the machine's matmul speed in the precision the
+    loop computes in (its `precision`), to 3 significant figures: a tiny test model runs far
+    below 0.001 of it, which fixed decimals round to 0."""
+    return {name: float(f"{r['flops'] / r['seconds'] / roofline[r['precision']]:.3g}") for name, r in runs.items()}
+
+
+def compute_precision(module) -> str:
+    """"bf16" or "fp32": what the decoder module multiplies in (its weights, or autocast),
+    so the precision whose matmul speed is the loop's roofline."""
+    import torch
+
+    return "bf16" if module.compute_dtype == torch.bfloat16 else "fp32"
 
 
 def fastest(runs: List[Dict]) -> Dict:
@@ -138,18 +151,34 @@ def _padding(r: Dict) -> str:
     return " / ".join("n/a" if pads.get(name) is None else f"x{pads[name]:.2f}" for name in ("ours", "reference"))
 
 
+def _matmul(r: Dict) -> str:
+    """fp32 / bf16 GFLOP/s; files from before both were measured hold one float32 figure."""
+    speeds = r.get("matmul_gflops")
+    if not isinstance(speeds, dict):
+        speeds = {"fp32": speeds}
+    return f"{_cell(speeds.get('fp32'), 0)} / {_cell(speeds.get('bf16'), 0)}"
+
+
+def _target(value, target) -> str:
+    return f"{_cell(value)} ({target:.2f})"
+
+
 def write_report(folder: Path) -> None:
     """reports/benchmark.md: a table for inference and one for training, a row per benchmark JSON.
 
     Roofline fractions are model FLOP/s over the matmul speed measured in the same run
-    (`roofline.py`); "n/a" marks files written before that was measured.
+    (`roofline.py`) in the precision each loop computes in; "n/a" marks what a file
+    written before that was measured does not hold (those files are float32 only).
     """
     results = [(path.name, json.loads(path.read_text())) for path in sorted(folder.glob("benchmark_*.json"))]
     lines = [
-        "Inference: `nlp.pipe` against the bare decoder forward on the same batches.",
+        "Inference: `nlp.pipe` of the pipeline as `spacy.load` gives it (precision: what it ran in) and "
+        "loaded in float32, against the bare decoder forward in float32 and bfloat16 on the same batches.",
         "",
-        "| file | what | device | spaCy (words/s) | bare (words/s) | spaCy ÷ bare (target) | matmul GFLOP/s | roofline fraction spaCy / bare | peak MB spaCy / bare |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| file | what | device | precision | spaCy (words/s) | spaCy fp32 | bare fp32 | bare bf16 "
+        "| spaCy ÷ bare fp32 (target) | spaCy ÷ bare, same precision (target) | matmul GFLOP/s fp32 / bf16 "
+        "| roofline fraction spaCy / bare fp32 | peak MB spaCy / bare fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results:
         if r.get("benchmark", "inference") != "inference":
@@ -157,28 +186,35 @@ def write_report(folder: Path) -> None:
         ours = r.get("ours_per_s", r.get("nlp_pipe_words_per_s"))
         bare = r.get("bare_per_s", r.get("bare_forward_words_per_s"))
         what = r.get("what") or f"{r.get('layers')} layers, {r.get('unmask')}" + (f", repeat {r['repeat']}" if r.get("repeat") else "")
+        same = r.get("ratio_same_precision", r["ratio"])
         lines.append(
-            f"| `{name}` | {what} | {r.get('device', 'cpu')} | {ours} | {bare} | {r['ratio']:.2f} ({TARGETS['inference']:.2f}) "
-            f"| {_cell(r.get('matmul_gflops'), 1)} | {_fractions(r, ['ours', 'bare'])} | {_memory(r, ['ours', 'bare'])} |"
+            f"| `{name}` | {what} | {r.get('device', 'cpu')} | {r.get('precision', 'fp32')} | {ours} "
+            f"| {r.get('ours_fp32_per_s', 'n/a')} | {bare} | {r.get('bare_bf16_per_s', 'n/a')} "
+            f"| {_target(r['ratio'], TARGETS['inference_over_fp32'])} | {_target(same, TARGETS['inference'])} "
+            f"| {_matmul(r)} | {_fractions(r, ['ours', 'bare'])} | {_memory(r, ['ours', 'bare'])} |"
         )
     lines += [
         "",
-        "Training: spaCy's loop and a bare loop on the config's own batches, and a plain PyTorch reference loop "
-        "(length-sorted batches of 16, linear head, AdamW).",
+        "Training: spaCy's loop as the config has it (precision) and with `mixed_precision = false` (fp32), a bare "
+        "loop on the config's own batches, and a plain PyTorch reference loop (length-sorted batches of 16, linear "
+        "head, AdamW) over the same module, so under the same autocast.",
         "",
-        "| file | what | device | spaCy (pieces/s) | bare (pieces/s) | reference (pieces/s) | spaCy ÷ bare | spaCy ÷ reference (target) "
-        "| padding spaCy / reference | matmul GFLOP/s | roofline fraction spaCy / bare / reference | peak MB spaCy / bare / reference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | what | device | precision | spaCy (pieces/s) | spaCy fp32 | bare | reference "
+        "| spaCy ÷ spaCy fp32 (target) | spaCy ÷ bare | spaCy ÷ reference (target) | padding spaCy / reference "
+        "| matmul GFLOP/s fp32 / bf16 | roofline fraction spaCy / spaCy fp32 / bare / reference "
+        "| peak MB spaCy / spaCy fp32 / bare / reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results:
         if r.get("benchmark") != "training":
             continue
-        versus = r.get("ratio_reference")
         lines.append(
-            f"| `{name}` | {r['what']} | {r.get('device', 'cpu')} | {r['ours_per_s']} | {r['bare_per_s']} "
-            f"| {r.get('reference_per_s', 'n/a')} | {r['ratio']:.2f} | {_cell(versus)} ({TARGETS['training']:.2f}) "
-            f"| {_padding(r)} | {_cell(r.get('matmul_gflops'), 1)} | {_fractions(r, ['ours', 'bare', 'reference'])} "
-            f"| {_memory(r, ['ours', 'bare', 'reference'])} |"
+            f"| `{name}` | {r['what']} | {r.get('device', 'cpu')} | {r.get('precision', 'fp32')} | {r['ours_per_s']} "
+            f"| {r.get('ours_fp32_per_s', 'n/a')} | {r['bare_per_s']} | {r.get('reference_per_s', 'n/a')} "
+            f"| {_target(r.get('speedup_over_fp32'), TARGETS['training_over_fp32'])} | {r['ratio']:.2f} "
+            f"| {_target(r.get('ratio_reference'), TARGETS['training'])} | {_padding(r)} | {_matmul(r)} "
+            f"| {_fractions(r, ['ours', 'ours_fp32', 'bare', 'reference'])} "
+            f"| {_memory(r, ['ours', 'ours_fp32', 'bare', 'reference'])} |"
         )
     for name, r in results:
         if r.get("benchmark") != "training_ablation":

@@ -1,8 +1,11 @@
 """The hardware's limit: this machine's matrix speed, and the FLOPs a decoder does per piece.
 
 A loop's *roofline fraction* is the FLOPs its model did per second divided by the
-FLOP/s of one large matrix multiplication on the same device in the same run (float32
-on CPU, bfloat16 on a GPU). FLOPs are counted from the module's own shapes, for each
+FLOP/s of one large matrix multiplication on the same device in the same run, *in the
+precision the loop computes in*: float32 for a float32 loop, bfloat16 for one with bf16
+weights or under bf16 autocast. Both are measured in every run, so a float32 loop can also
+be read against the bf16 speed, the most the hardware does (on CPUs with AMX-BF16 or
+AVX512-BF16 several times float32's). FLOPs are counted from the module's own shapes, for each
 sequence as it really is (no padding: padding is waste, and shows up as a lower
 fraction), in the convention of PaLM's "model FLOPs":
 - every linear layer inside the kept decoder layers: 2 FLOPs per weight per token
@@ -17,17 +20,25 @@ Embedding look-ups, norms, activations and the optimizer are not counted: they a
 cheap in FLOPs, though not always in time, which is why the fraction is below 1.
 """
 import time
-from typing import Iterable
+from typing import Dict, Iterable
 
 import torch
 from torch import nn
 
 
-def matmul_flops_per_s(device: torch.device, size: int = 0, repeats: int = 10) -> float:
-    """FLOP/s of one large square matmul (float32 on CPU, bfloat16 on a GPU), best of `repeats`."""
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_speeds(device: torch.device, repeats: int = 10) -> Dict[str, float]:
+    """FLOP/s of a large square matmul in each precision of `PRECISIONS`, e.g. {"fp32": ..., "bf16": ...}."""
+    return {name: matmul_flops_per_s(device, dtype=dtype, repeats=repeats) for name, dtype in PRECISIONS.items()}
+
+
+def matmul_flops_per_s(device: torch.device, size: int = 0, repeats: int = 10, dtype: torch.dtype = None) -> float:
+    """FLOP/s of one large square matmul, best of `repeats`; by default float32 on CPU, bfloat16 on a GPU."""
     cuda = device.type == "cuda"
     size = size or (8192 if cuda else 2048)
-    dtype = torch.bfloat16 if cuda else torch.float32
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")

@@ -39,6 +39,7 @@ def create_decoder_transformer(
     dtype: str = "float32",
     gradient_checkpointing: bool = False,
     quantization: Optional[QuantizationSettings] = None,
+    inference_dtype: str = "auto",
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A decoder LLM (Llama, Mistral, Qwen2, Qwen3) as the model of spaCy's `transformer`
     component, with the causal mask removed in a chosen group of layers. Listeners
@@ -66,8 +67,13 @@ def create_decoder_transformer(
     tokenizer_config (dict): Extra arguments for the tokenizer's `from_pretrained`.
     transformer_config (dict): Extra arguments for the model config's
         `from_pretrained` (e.g. {"output_hidden_states": true}).
-    mixed_precision (bool): Run the forward pass in bfloat16 autocast on a GPU
-        (no effect on CPU).
+    mixed_precision (bool): Run the decoder's forward pass under bfloat16 autocast
+        (the weights, their gradients and Adam stay float32) where the device
+        multiplies bfloat16 natively: a GPU that supports it, or a CPU with AMX-BF16
+        or AVX512-BF16 (`lscpu` flags amx_bf16, avx512_bf16). Elsewhere bf16 would be
+        emulated, slower than float32, so the decoder runs in float32 and a one-time
+        notice says so. Applies while training and to a pipeline built in the process;
+        a pipeline loaded from disk follows `inference_dtype`.
     grad_scaler_config (dict): Settings of the gradient scaler, as in
         spacy-transformers. bfloat16 needs no scaling, so it is off unless
         "enabled" is set here.
@@ -94,6 +100,15 @@ def create_decoder_transformer(
         that runs on the device in use; `initialize` says what is missing otherwise.
         The saved pipeline holds the 4-bit weights with their statistics and the
         adapters (about a quarter of bfloat16's size for the linear layers).
+    inference_dtype (str): The precision of the decoder in a pipeline loaded from
+        disk (`spacy.load`, a packaged pipeline): "auto" (default) runs in bfloat16
+        where the device multiplies it natively (as for `mixed_precision`) and in
+        float32 elsewhere, decided when the pipeline loads, with a one-time notice
+        naming the precision and the reason; "bfloat16" or "float32" force one.
+        A saved pipeline stores the decoder's weights in bfloat16 (half the size)
+        unless this is "float32", which stores them as trained (`dtype`). Training a
+        loaded pipeline further casts the weights back to `dtype` first. No effect
+        on 4-bit weights (`quantization`).
     """
     settings = DecoderSettings(
         unmask=LayerGroups.parse(unmask),
@@ -105,6 +120,7 @@ def create_decoder_transformer(
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
         quantization=quantization,
+        inference_dtype=inference_dtype,
     )
     if get_spans is None:
         get_spans = configure_strided_spans(window=128, stride=96)
@@ -133,6 +149,7 @@ def create_tok2vec_decoder(
     dtype: str = "float32",
     gradient_checkpointing: bool = False,
     quantization: Optional[QuantizationSettings] = None,
+    inference_dtype: str = "auto",
 ) -> Model[List[Doc], List[Floats2d]]:
     """A decoder used directly as one component's "tok2vec" layer, with no shared
     `transformer` component. `nlp.replace_listeners` writes this architecture when a
@@ -146,7 +163,7 @@ def create_tok2vec_decoder(
     decoder = create_decoder_transformer(
         name, unmask, n_layers, lora, repeat, attn_implementation, get_spans,
         tokenizer_config, transformer_config, mixed_precision, grad_scaler_config,
-        dtype, gradient_checkpointing, quantization,
+        dtype, gradient_checkpointing, quantization, inference_dtype,
     )
     # The same nesting that `replace_listeners` builds (spacy-transformers'
     # `replace_listener`), so weights saved from either load into the other.

@@ -5,9 +5,9 @@ weights; `DecoderFactory` turns a transformers config into a ready module, and i
 what spacy-transformers' shim calls to rebuild the module before loading saved
 weights, so a saved pipeline needs neither the original folder nor a network.
 """
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 from accelerate import init_empty_weights
@@ -17,11 +17,13 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from . import forking
+from .embedding_grad import accumulate_in_place
 from .errors import ConfigError
 from .layer_groups import LayerGroups
 from .loading import DTYPES, cast_weights, check_model_type
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
+from .precision import INFERENCE_DTYPES, autocast_dtype, inference_choice, notify, storage_dtype
 from .quantization import QuantizationSettings, holds_4bit_weights, keep_training_layout, rebuild_quantized, split_state
 from .repetition import check_repeat, last_copy, repeat_pieces
 
@@ -44,9 +46,17 @@ class DecoderSettings:
     dtype: str = "float32"
     gradient_checkpointing: bool = False
     quantization: Optional[QuantizationSettings] = None
+    inference_dtype: str = "auto"
 
     def __post_init__(self):
         check_repeat(self.repeat)
+        if self.inference_dtype not in INFERENCE_DTYPES:
+            raise ConfigError(
+                "inference_dtype", self.inference_dtype,
+                "one of auto (bfloat16 where the hardware multiplies it natively, else float32), bfloat16, float32",
+            )
+        if not isinstance(self.mixed_precision, bool):
+            raise ConfigError("mixed_precision", self.mixed_precision, "true or false")
         if self.quantization is not None and self.lora is None:
             raise ConfigError(
                 "quantization", "BitsAndBytes4bit",
@@ -85,6 +95,10 @@ class DecoderEncoder(nn.Module):
         super().__init__()
         forking.install()  # workers forked from here on run torch single-threaded (no hang)
         self.settings = settings
+        # Loaded from disk for annotation: the weights run as `inference_dtype` picked, with no
+        # autocast, until the module trains again.
+        self._loaded = False
+        self._autocast_dtypes: Dict[str, Optional[torch.dtype]] = {}
         self._attach(transformer)
 
     def _attach(self, transformer: PreTrainedModel) -> None:
@@ -122,6 +136,12 @@ class DecoderEncoder(nn.Module):
         repeat = self.settings.repeat
         if repeat > 1:
             input_ids, attention_mask, index = repeat_pieces(input_ids, attention_mask, repeat)
+        if self.training:
+            if self._loaded:
+                # A loaded pipeline trained further goes back to its training precision.
+                cast_weights(self.transformer, self.settings.torch_dtype)
+                self._loaded = False
+            accumulate_in_place(self.transformer)
         with self._autocast():
             output = self.transformer(
                 input_ids=input_ids,
@@ -146,11 +166,57 @@ class DecoderEncoder(nn.Module):
         )
 
     def _autocast(self):
-        # thinc's shim autocasts to float16; on a GPU we prefer bfloat16, which
-        # needs no loss scaling. An inner autocast overrides the outer one.
-        if self.settings.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        # bfloat16 (no loss scaling, unlike thinc's float16) where the device has it
+        # natively, GPU or CPU; a pipeline loaded for annotation runs as `inference_dtype` says.
+        if not self.settings.mixed_precision or self._loaded:
+            return nullcontext()
+        device = self.device
+        if device.type not in self._autocast_dtypes:
+            self._autocast_dtypes[device.type] = autocast_dtype(True, device)
+        dtype = self._autocast_dtypes[device.type]
+        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The precision the forward pass multiplies in now: bfloat16 under autocast, else the weights'."""
+        context = self._autocast()
+        if isinstance(context, torch.autocast):
+            return context.fast_dtype
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    def run_loaded(self, device: torch.device) -> None:
+        """Cast the weights of a pipeline just loaded from disk to the precision that
+        `inference_dtype` picks for `device`, and say which, once per process."""
+        if self.settings.quantization is not None:
+            return  # 4-bit weights compute in their own `compute_dtype`
+        choice = inference_choice(self.settings.inference_dtype, device)
+        name = str(choice.dtype).replace("torch.", "")
+        notify(f"spacy-unmask: the loaded pipeline's decoder runs in {name} on {device.type} ({choice.reason}).")
+        cast_weights(self.transformer, choice.dtype)
+        self._loaded = True
+
+    @contextmanager
+    def stored(self):
+        """Within the block, `state_dict()` holds the floating-point weights in the precision
+        a saved pipeline stores them in (`precision.storage_dtype`); the module is untouched."""
+        dtype = storage_dtype(self.settings.inference_dtype, self.settings.torch_dtype)
+        if self.settings.quantization is not None or dtype == torch.float32:
+            yield
+            return
+
+        params = {name for name, _ in self.named_parameters()}  # not buffers: they keep their precision
+
+        def cast(module, state_dict, prefix, local_metadata):
+            for key in params:
+                value = state_dict.get(prefix + key)
+                if value is not None and value.dtype == torch.float32:
+                    state_dict[prefix + key] = value.to(dtype)
+
+        handle = self.register_state_dict_post_hook(cast)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # spacy-transformers retries a failed load with strict=False; for us a
@@ -158,7 +224,7 @@ class DecoderEncoder(nn.Module):
         if self.settings.quantization is not None:
             return self._load_quantized(state_dict)
         try:
-            return super().load_state_dict(state_dict, strict=True, assign=assign)
+            result = super().load_state_dict(state_dict, strict=True, assign=assign)
         except RuntimeError as err:
             changed = "`quantization` (the saved weights are 4-bit)" if holds_4bit_weights(state_dict) else "`n_layers` or `lora`"
             raise ValueError(
@@ -166,6 +232,8 @@ class DecoderEncoder(nn.Module):
                 f"(was {changed} changed after training?). "
                 f"torch says: {str(err)[:500]}"
             ) from err
+        self.run_loaded(next(iter(state_dict.values())).device)
+        return result
 
     def _load_quantized(self, state_dict):
         """Rebuild the 4-bit base from its saved packed weights, then load the adapters."""

@@ -26,6 +26,7 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 
 from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
+from .embedding_grad import dense_grad
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
 from .optimizer import TorchAdam, mirror_refusal, notify_fallback
 from .quantization import load_kwargs
@@ -39,6 +40,14 @@ class DecoderShim(HFShim):
     module's tensors with the settings read from that optimizer; otherwise it runs
     through thinc, one parameter at a time, as in thinc's own shim.
     """
+
+    def to_bytes(self):
+        # The weights are saved in the storage precision (bfloat16 unless
+        # `inference_dtype = "float32"`), the live module untouched.
+        if self._model is None:
+            return super().to_bytes()
+        with self._model.stored():
+            return super().to_bytes()
 
     def finish_update(self, optimizer) -> None:
         named = [((self.id, n), p) for n, p in self._model.named_parameters() if p.requires_grad]
@@ -68,6 +77,7 @@ class DecoderShim(HFShim):
         for key, param in named:
             if param.grad is None:
                 continue
+            param.grad = dense_grad(param)  # thinc takes dense arrays
             data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad))
             param.data = xp2torch(data, requires_grad=True, device=param.device)
             returned = xp2torch(grad, device=param.device)
@@ -89,9 +99,11 @@ class DecoderTransformerModel(TransformerModel):
         grad_scaler_config: dict,
     ):
         hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
-        # spacy-transformers' own wrapper, with our shim in place of its HFShim
+        # spacy-transformers' own wrapper, with our shim in place of its HFShim. thinc's
+        # shim would autocast to float16 on a GPU only: the decoder autocasts itself, to
+        # bfloat16, on a GPU or a CPU that has it (`DecoderEncoder._autocast`).
         shim_args = dict(
-            mixed_precision=mixed_precision,
+            mixed_precision=False,
             config_cls=AutoConfig,
             model_cls=DecoderFactory(settings),
             tokenizer_cls=PreTrainedTokenizerFast,

@@ -16,9 +16,13 @@ TRAIN = [
 
 
 def config_text(
-    name: Path, unmask: str = "second_half", lora: Optional[dict] = None, extra: str = "", top: str = ""
+    name: Path, unmask: str = "second_half", lora: Optional[dict] = None, extra: str = "", top: str = "",
+    inference_dtype: str = "float32",
 ) -> str:
-    """A transformer + ner config; `extra` goes into the decoder's block, `top` after `[nlp]`."""
+    """A transformer + ner config; `extra` goes into the decoder's block, `top` after `[nlp]`.
+
+    `inference_dtype` is "float32" here, so a saved and loaded pipeline computes exactly what
+    the live one did; `tests/test_inference_precision.py` pins the shipped default ("auto")."""
     lora_block = ""
     if lora:
         lora_block = "[components.transformer.model.lora]\n@misc = \"spacy-unmask.LoRA.v1\"\n" + "".join(
@@ -39,6 +43,7 @@ factory = "transformer"
 @architectures = "spacy-unmask.DecoderTransformer.v1"
 name = "{name}"
 unmask = "{unmask}"
+inference_dtype = "{inference_dtype}"
 {extra}
 {lora_block}
 [components.ner]

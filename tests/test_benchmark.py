@@ -1,6 +1,10 @@
 """The benchmark scripts on a tiny random decoder: the ratios, the roofline, peak memory, the report row."""
 import json
 
+import torch
+
+from spacy_unmask.precision import native_bf16
+
 from .test_project import WNUT, needs_wnut, script
 
 
@@ -13,7 +17,7 @@ def assert_measured(result, unit):
     assert abs(result["ratio"] - result["ours_per_s"] / result["bare_per_s"]) < 0.01
     assert result["ours_peak_memory_mb"] > 0 and result["bare_peak_memory_mb"] > 0
     assert result["memory_kind"] == "CPU, peak RSS"
-    assert result["matmul_gflops"] > 0
+    assert result["matmul_gflops"]["fp32"] > 0 and result["matmul_gflops"]["bf16"] > 0
     assert all(0 < f < 1 for f in result["roofline_fraction"].values()), result["roofline_fraction"]
 
 
@@ -25,8 +29,15 @@ def test_inference_benchmark_compares_nlp_pipe_with_the_bare_forward(tiny_llama,
     result = read(out)
     assert_measured(result, "words")
     assert result["texts"] == 24 and result["layers"] == 4 and result["unmask"] == "0110"
-    assert set(result["roofline_fraction"]) == {"ours", "bare"}
-    assert "| `benchmark_inference_tiny.json` | nlp.pipe vs bare forward" in (out.parent / "benchmark.md").read_text()
+    assert set(result["roofline_fraction"]) == {"ours", "ours_fp32", "bare", "bare_bf16"}
+    assert result["ours_fp32_per_s"] > 0 and result["bare_bf16_per_s"] > 0
+    # the pipeline as loaded runs as `inference_dtype = "auto"` decides on this machine
+    native = native_bf16(torch.device("cpu"))[0]
+    assert result["inference_dtype"] == "auto" and result["precision"] == ("bf16" if native else "fp32")
+    expected = result["bare_bf16_per_s"] if native else result["bare_per_s"]
+    assert abs(result["ratio_same_precision"] - result["ours_per_s"] / expected) < 0.01
+    assert f"| `benchmark_inference_tiny.json` | nlp.pipe ({result['precision']}) vs bare forward" in (
+        out.parent / "benchmark.md").read_text()
 
 
 @needs_wnut
@@ -45,7 +56,12 @@ def test_training_benchmark_runs_spacys_loop_the_bare_step_and_the_reference_loo
     assert 0 < result["trainable_parameters"]
     assert result["reference_per_s"] > 0 and result["reference_peak_memory_mb"] > 0
     assert abs(result["ratio_reference"] - result["ours_per_s"] / result["reference_per_s"]) < 0.01
-    assert set(result["roofline_fraction"]) == {"ours", "bare", "reference"}
+    assert set(result["roofline_fraction"]) == {"ours", "ours_fp32", "bare", "reference"}
+    # spaCy's loop ran twice, as configured and in float32, side by side
+    assert result["ours_fp32_per_s"] > 0
+    assert abs(result["speedup_over_fp32"] - result["ours_per_s"] / result["ours_fp32_per_s"]) < 0.01
+    native = native_bf16(torch.device("cpu"))[0]
+    assert result["precision"] == ("bf16" if native else "fp32")  # the shipped CPU configs autocast
     assert result["flops_per_piece"] > 0
     # length-sorted batches pad less than the config's batcher can, and nothing pads below x1
     assert 1.0 <= result["padding"]["reference"] <= result["padding"]["ours"]

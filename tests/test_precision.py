@@ -43,7 +43,7 @@ def test_bfloat16_pipeline_trains_saves_at_half_the_size_and_loads_identically(t
     full = build_nlp(tiny_llama)
     train(full, steps=3)
     full.to_disk(tmp_path / "float32")
-    half = build_nlp(tiny_llama, extra='dtype = "bfloat16"')
+    half = build_nlp(tiny_llama, extra='dtype = "bfloat16"', inference_dtype="bfloat16")
     losses = train(half, steps=30)
     assert losses[-1] < 0.5 * losses[0]
     assert {p.dtype for p in module_of(half).parameters()} == {torch.bfloat16}

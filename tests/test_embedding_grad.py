@@ -1,0 +1,66 @@
+"""The input embedding's gradient added in place (sparse backward into one dense buffer)."""
+import spacy
+import torch
+
+from spacy_unmask import embedding_grad
+from spacy_unmask.embedding_grad import accumulate_in_place
+
+from .pipelines import build_nlp, examples, spacy_train_steps
+
+
+def module_of(nlp):
+    return nlp.get_pipe("transformer").model.transformer
+
+
+def test_the_embedding_gradient_is_the_dense_one_added_into_the_same_buffer(tiny_llama):
+    nlp = build_nlp(tiny_llama)
+    nlp.initialize(lambda: examples(nlp))
+    decoder = module_of(nlp).transformer
+    ids = torch.tensor([[5, 7, 7, 9], [9, 3, 5, 0]])
+
+    def grad_of_a_step():
+        decoder(input_ids=ids).last_hidden_state.pow(2).sum().backward()
+        return decoder.embed_tokens.weight.grad
+
+    dense = grad_of_a_step().clone()
+    decoder.embed_tokens.weight.grad = None
+    accumulate_in_place(decoder)
+    buffer = decoder.embed_tokens.weight.grad
+    assert decoder.embed_tokens.sparse and not buffer.is_sparse and not buffer.any()
+    first = grad_of_a_step()
+    assert first.data_ptr() == buffer.data_ptr() and not first.is_sparse
+    torch.testing.assert_close(first, dense)
+    # a second step without zeroing accumulates, as a dense gradient would
+    torch.testing.assert_close(grad_of_a_step(), 2 * dense)
+
+
+def test_training_with_the_in_place_embedding_gradient_reaches_the_same_weights(tiny_llama, monkeypatch):
+    def trained():
+        spacy.util.fix_random_seed(0)
+        nlp = build_nlp(tiny_llama, unmask="all")
+        optimizer = nlp.initialize(lambda: examples(nlp))
+        return spacy_train_steps(nlp, optimizer, steps=4), module_of(nlp)
+
+    in_place, module = trained()
+    assert module.transformer.embed_tokens.sparse
+    monkeypatch.setattr("spacy_unmask.decoder.accumulate_in_place", lambda model: None)
+    dense, plain = trained()
+    assert not plain.transformer.embed_tokens.sparse
+    assert in_place.keys() == dense.keys()
+    for name in dense:
+        torch.testing.assert_close(in_place[name], dense[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_frozen_embedding_is_left_alone(tiny_llama):
+    nlp = build_nlp(tiny_llama, lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    nlp.initialize(lambda: examples(nlp))
+    nlp.update(examples(nlp), sgd=False)
+    embedding = module_of(nlp).transformer.get_input_embeddings()
+    assert not embedding.sparse and embedding.weight.grad is None
+
+
+def test_a_sparse_gradient_without_its_buffer_is_made_dense_for_the_optimizer():
+    weight = torch.nn.Parameter(torch.zeros(6, 2))
+    weight.grad = torch.sparse_coo_tensor([[1, 4]], torch.ones(2, 2), (6, 2))
+    dense = embedding_grad.dense_grad(weight)
+    assert not dense.is_sparse and dense.sum() == 4 and dense[1].tolist() == [1, 1]
