@@ -79,6 +79,8 @@ ABLATIONS = {
         "--training.batcher.get_length", "null", "--training.batcher.size", "400", "--training.batcher.buffer", "256",
     ],
     "heads on blis": ["--nlp.after_pipeline_creation", "null"],
+    "float32 (no bf16 autocast)": ["--components.transformer.model.mixed_precision", "false"],
+    "sdpa attention": ["--components.transformer.model.attn_implementation", "sdpa"],
 }
 
 

@@ -15,6 +15,7 @@ from peft import prepare_model_for_kbit_training
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_utils import no_init_weights
 
 from . import forking
 from .embedding_grad import accumulate_in_place
@@ -185,8 +186,8 @@ class DecoderEncoder(nn.Module):
         return next(p.dtype for p in self.parameters() if p.is_floating_point())
 
     def run_loaded(self, device: torch.device) -> None:
-        """Cast the weights of a pipeline just loaded from disk to the precision that
-        `inference_dtype` picks for `device`, and say which, once per process."""
+        """Cast the weights of a pipeline just loaded from disk (`DecoderShim.from_bytes`) to
+        the precision that `inference_dtype` picks for `device`, and say which, once per process."""
         if self.settings.quantization is not None:
             return  # 4-bit weights compute in their own `compute_dtype`
         choice = inference_choice(self.settings.inference_dtype, device)
@@ -232,7 +233,6 @@ class DecoderEncoder(nn.Module):
                 f"(was {changed} changed after training?). "
                 f"torch says: {str(err)[:500]}"
             ) from err
-        self.run_loaded(next(iter(state_dict.values())).device)
         return result
 
     def _load_quantized(self, state_dict):
@@ -263,9 +263,12 @@ class DecoderFactory:
 
     def from_config(self, config: PretrainedConfig) -> DecoderEncoder:
         config.use_cache = False
+        # The saved weights are loaded right after (`HFShim.from_bytes`, strictly: every
+        # parameter), so drawing random initial values would only cost time (seconds for a
+        # decoder, at every `spacy.load`): transformers' own loader skips it the same way.
         # A 4-bit model is rebuilt from its saved packed weights when they are loaded
         # (`DecoderEncoder.load_state_dict`): until then a skeleton with no memory stands in.
-        skeleton = init_empty_weights() if self.settings.quantization is not None else nullcontext()
+        skeleton = init_empty_weights() if self.settings.quantization is not None else no_init_weights()
         with skeleton:
             transformer = AutoModel.from_config(
                 config, attn_implementation=self.settings.attn_implementation, torch_dtype=self.settings.torch_dtype

@@ -49,6 +49,14 @@ class DecoderShim(HFShim):
         with self._model.stored():
             return super().to_bytes()
 
+    def from_bytes(self, bytes_data):
+        # A pipeline loaded from disk: its decoder runs in the precision `inference_dtype`
+        # picks for this device (bf16 where native), decided here, once per load.
+        super().from_bytes(bytes_data)
+        if self._model is not None:
+            self._model.run_loaded(get_torch_default_device())
+        return self
+
     def finish_update(self, optimizer) -> None:
         named = [((self.id, n), p) for n, p in self._model.named_parameters() if p.requires_grad]
         refusal = mirror_refusal(optimizer)
