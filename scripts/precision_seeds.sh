@@ -27,3 +27,4 @@ json.dump(record, open(path, "w"), indent=2)
 PY
   done
 done
+"$PY" scripts/precision_report.py
