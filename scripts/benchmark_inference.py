@@ -1,7 +1,8 @@
 """Words/s of `nlp.pipe` against the bare Hugging Face forward pass on the same texts, fp32 and bf16.
 
     python scripts/benchmark_inference.py PIPELINE_OR_MODEL [--texts N] [--batch-size B]
-        [--n-layers N] [--unmask SPEC] [--repeat K] [--gpu-id G] [--output reports/benchmark_inference.json]
+        [--n-layers N] [--unmask SPEC] [--repeat K] [--gpu-id G] [--set KEY=VALUE ...]
+        [--output reports/benchmark_inference.json]
 
 PIPELINE_OR_MODEL is a saved spaCy pipeline (a folder with config.cfg, or an
 installed package name) or a model folder; for a model folder a `transformer` +
@@ -17,7 +18,8 @@ pipe ÷ bare_fp32 is what a user gains over a plain float32 forward; pipe ÷ the
 in pipe's own precision shows what tokenizing, aligning and the heads cost on top. A model
 folder is first built into a pipeline and saved, so every measurement loads from disk. Each
 measurement runs in a process of its own (so each has its own peak memory), alternating;
-`--gpu-id 0` measures on a GPU.
+`--gpu-id 0` measures on a GPU. `--set components.transformer.model.attn_implementation=sdpa`
+loads every measurement's pipeline with that config value changed (repeatable).
 """
 import argparse
 import sys
@@ -84,8 +86,10 @@ def build_pipeline(model: str, unmask: str, n_layers, repeat: int, output: Path)
     nlp.to_disk(output)
 
 
-def load_pipeline(target: str, inference_dtype):
-    overrides = {} if inference_dtype is None else {"components.transformer.model.inference_dtype": inference_dtype}
+def load_pipeline(target: str, inference_dtype, settings=()):
+    overrides = dict(setting.split("=", 1) for setting in settings)
+    if inference_dtype is not None:
+        overrides["components.transformer.model.inference_dtype"] = inference_dtype
     return spacy.load(target, config=overrides)
 
 
@@ -100,7 +104,7 @@ def child(args) -> None:
     """One measurement (`pipe` or `bare`) in this process; prints its JSON line."""
     device = use_device(args.gpu_id)
     torch.manual_seed(0)
-    nlp = load_pipeline(args.target, MODES[args.child])
+    nlp = load_pipeline(args.target, MODES[args.child], args.set)
     model = nlp.get_pipe("transformer").model
     texts = read_tweets(args.texts)
     batches = [texts[i : i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
@@ -148,6 +152,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per measurement; the fastest is kept")
     parser.add_argument("--passes", type=int, default=2, help="timed passes over the texts inside each process")
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_inference.json"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value for the loaded pipeline, e.g. components.transformer.model.attn_implementation=sdpa")
     parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -162,7 +168,7 @@ def main() -> None:
 
 def measure(args, target: str) -> None:
     forwarded = [target, "--texts", str(args.texts), "--batch-size", str(args.batch_size),
-                 "--gpu-id", str(args.gpu_id), "--passes", str(args.passes)]
+                 "--gpu-id", str(args.gpu_id), "--passes", str(args.passes), *[f"--set={s}" for s in args.set]]
     runs = alternate(Path(__file__), forwarded, list(MODES), args.rounds)
     best = {mode: fastest(rs) for mode, rs in runs.items()}
     pipe, bare = best["pipe"], best["bare_fp32"]
@@ -174,7 +180,7 @@ def measure(args, target: str) -> None:
         "benchmark": "inference",
         "target": args.target,
         "what": f"nlp.pipe ({pipe['precision']}) vs bare forward, {pipe['layers']} layers, {pipe['unmask']}, "
-                f"repeat {pipe['repeat']}, batch {args.batch_size}",
+                f"repeat {pipe['repeat']}, batch {args.batch_size}" + "".join(f", {s}" for s in args.set),
         "unmask": pipe["unmask"],
         "repeat": pipe["repeat"],
         "layers": pipe["layers"],

@@ -127,7 +127,7 @@ def create_decoder_transformer(
     _check_against_local_model(name, settings, get_spans)
     scaler = {"enabled": False, **grad_scaler_config}
     return DecoderTransformerModel(
-        name, get_spans, settings, tokenizer_config, transformer_config, mixed_precision, scaler
+        name, get_spans, settings, tokenizer_config, transformer_config, scaler
     )
 
 

@@ -96,8 +96,7 @@ class TorchAdam:
         if not named:
             return
         for _, p in named:
-            if p.grad.is_sparse:  # an embedding's rows with no dense buffer to add into yet
-                p.grad = dense_grad(p)
+            p.grad = dense_grad(p)  # a sparse embedding gradient that had no dense buffer to add into
         params = [p for _, p in named]
         grads = [p.grad for p in params]
         if opt.L2 != 0 and not opt.L2_is_weight_decay:

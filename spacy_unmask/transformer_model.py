@@ -103,7 +103,6 @@ class DecoderTransformerModel(TransformerModel):
         settings: DecoderSettings,
         tokenizer_config: dict,
         transformer_config: dict,
-        mixed_precision: bool,
         grad_scaler_config: dict,
     ):
         hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
@@ -143,7 +142,7 @@ class DecoderTransformerModel(TransformerModel):
                 "truncation_warned": False,
             },
         )
-        self._construction = (tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+        self._construction = (tokenizer_config, transformer_config, grad_scaler_config)
 
     def copy(self):
         copied = DecoderTransformerModel(
