@@ -81,6 +81,8 @@ ABLATIONS = {
     "heads on blis": ["--nlp.after_pipeline_creation", "null"],
     "float32 (no bf16 autocast)": ["--components.transformer.model.mixed_precision", "false"],
     "sdpa attention": ["--components.transformer.model.attn_implementation", "sdpa"],
+    # not a config value: the child turns spacy_unmask/embedding_grad.py off
+    "dense embedding gradient": ["--dense-embedding-grad"],
 }
 
 
@@ -96,6 +98,10 @@ def padding(tokenizer, batches) -> float:
 
 def child(args, overrides: dict) -> None:
     device = use_device(args.gpu_id)
+    if args.dense_embedding_grad:  # torch's dense embedding backward, as before embedding_grad.py
+        import spacy_unmask.decoder
+
+        spacy_unmask.decoder.accumulate_in_place = lambda model: None
     nlp, training, train_corpus = build(args.config, overrides)
     trf = nlp.get_pipe("transformer").model
     module, repeat = trf.transformer, trf.attrs["settings"].repeat
@@ -204,6 +210,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("reports/benchmark_training.json"))
     parser.add_argument("--ablate", action="store_true", help="time spaCy's loop with each speed-up turned back")
     parser.add_argument("--child", choices=["spacy", "bare", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--dense-embedding-grad", action="store_true", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
     overrides = parse_config_overrides(list(extra))  # it empties the list it is given
     if args.child:

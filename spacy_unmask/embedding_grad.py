@@ -8,28 +8,27 @@ maps it anew and the kernel faults every page in), a fill and an add, every step
 embedding's own `sparse=True`, backward yields only the touched rows, and autograd adds them
 into the existing dense `.grad` in place (`AccumulateGrad`: dense += sparse). The gradient is
 the same dense matrix as before, so the optimizer step (Adam moments and weight decay on every
-row, as thinc's Adam does) is unchanged; on this project's CPU spaCy's training step runs
-about 1.1x faster and a bare PyTorch step about 1.3x (`scripts/benchmark_training.py`).
+row, as thinc's Adam does) is unchanged. What it gives spaCy's training step is the
+"dense embedding gradient" row of `scripts/benchmark_training.py CONFIG --ablate`.
 """
 import torch
 from torch import nn
 
 
 def accumulate_in_place(model: nn.Module) -> None:
-    """Before a training step: give a trainable input embedding sparse backward and a dense
-    `.grad` buffer to add into (allocated once, zeroed in place by the optimizer step)."""
+    """Give a trainable input embedding sparse backward. Its first gradient arrives sparse
+    (autograd keeps the tensor it is given); the optimizer step makes it dense once
+    (`dense_grad`) and zeroes it in place, and from then on autograd adds each batch's rows
+    into that buffer. No buffer is made ahead: a parameter whose `.grad` is still None is
+    skipped by the step, as it is without this."""
     embedding = model.get_input_embeddings()
-    if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
-        return  # frozen (LoRA, 4-bit) or not a plain embedding: nothing to do
-    embedding.sparse = True
-    weight = embedding.weight
-    if weight.grad is None or weight.grad.is_sparse:
-        weight.grad = dense_grad(weight)
+    if isinstance(embedding, nn.Embedding) and embedding.weight.requires_grad:
+        embedding.sparse = True
 
 
 def dense_grad(param: torch.Tensor) -> torch.Tensor:
-    """`param.grad` as a dense tensor (a sparse one summed into zeros)."""
+    """`param.grad` as a dense tensor (a sparse one summed into zeros); None stays None."""
     grad = param.grad
-    if grad is None:
-        return torch.zeros_like(param)
-    return grad.to_dense() if grad.is_sparse else grad
+    if grad is None or not grad.is_sparse:
+        return grad
+    return grad.to_dense()

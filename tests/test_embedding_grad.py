@@ -1,4 +1,5 @@
 """The input embedding's gradient added in place (sparse backward into one dense buffer)."""
+import pytest
 import spacy
 import torch
 
@@ -12,34 +13,46 @@ def module_of(nlp):
     return nlp.get_pipe("transformer").model.transformer
 
 
-def test_the_embedding_gradient_is_the_dense_one_added_into_the_same_buffer(tiny_llama):
+def test_the_embedding_gradient_is_the_dense_one_added_into_one_buffer(tiny_llama):
     nlp = build_nlp(tiny_llama)
     nlp.initialize(lambda: examples(nlp))
     decoder = module_of(nlp).transformer
+    weight = decoder.embed_tokens.weight
     ids = torch.tensor([[5, 7, 7, 9], [9, 3, 5, 0]])
 
-    def grad_of_a_step():
+    def backward():
         decoder(input_ids=ids).last_hidden_state.pow(2).sum().backward()
-        return decoder.embed_tokens.weight.grad
 
-    dense = grad_of_a_step().clone()
-    decoder.embed_tokens.weight.grad = None
+    backward()
+    dense = weight.grad.clone()
+    weight.grad = None
     accumulate_in_place(decoder)
-    buffer = decoder.embed_tokens.weight.grad
-    assert decoder.embed_tokens.sparse and not buffer.is_sparse and not buffer.any()
-    first = grad_of_a_step()
-    assert first.data_ptr() == buffer.data_ptr() and not first.is_sparse
-    torch.testing.assert_close(first, dense)
-    # a second step without zeroing accumulates, as a dense gradient would
-    torch.testing.assert_close(grad_of_a_step(), 2 * dense)
+    assert decoder.embed_tokens.sparse
+    backward()
+    assert weight.grad.is_sparse  # the first one arrives as autograd made it
+    weight.grad = embedding_grad.dense_grad(weight)  # as the optimizer step does, once
+    torch.testing.assert_close(weight.grad, dense)
+    buffer = weight.grad
+    buffer.zero_()
+    backward()
+    backward()  # without zeroing it accumulates, into the same dense buffer
+    assert weight.grad.data_ptr() == buffer.data_ptr() and not weight.grad.is_sparse
+    torch.testing.assert_close(weight.grad, 2 * dense)
 
 
-def test_training_with_the_in_place_embedding_gradient_reaches_the_same_weights(tiny_llama, monkeypatch):
+@pytest.mark.parametrize("sgd_in_update", [False, True])
+def test_training_with_the_in_place_embedding_gradient_reaches_the_same_weights(tiny_llama, monkeypatch, sgd_in_update):
+    """In spacy train's order (every update, then every step) and in `nlp.update(sgd=...)`'s,
+    where the decoder steps before its listeners backpropagate (its first step has no gradient)."""
     def trained():
         spacy.util.fix_random_seed(0)
         nlp = build_nlp(tiny_llama, unmask="all")
         optimizer = nlp.initialize(lambda: examples(nlp))
-        return spacy_train_steps(nlp, optimizer, steps=4), module_of(nlp)
+        if not sgd_in_update:
+            return spacy_train_steps(nlp, optimizer, steps=4), module_of(nlp)
+        for _ in range(6):
+            nlp.update(examples(nlp), sgd=optimizer)
+        return {n: p.detach().clone() for n, p in module_of(nlp).named_parameters()}, module_of(nlp)
 
     in_place, module = trained()
     assert module.transformer.embed_tokens.sparse
@@ -59,8 +72,9 @@ def test_a_frozen_embedding_is_left_alone(tiny_llama):
     assert not embedding.sparse and embedding.weight.grad is None
 
 
-def test_a_sparse_gradient_without_its_buffer_is_made_dense_for_the_optimizer():
+def test_a_sparse_gradient_is_made_dense_for_the_optimizer_and_none_stays_none():
     weight = torch.nn.Parameter(torch.zeros(6, 2))
+    assert embedding_grad.dense_grad(weight) is None
     weight.grad = torch.sparse_coo_tensor([[1, 4]], torch.ones(2, 2), (6, 2))
     dense = embedding_grad.dense_grad(weight)
     assert not dense.is_sparse and dense.sum() == 4 and dense[1].tolist() == [1, 1]
