@@ -16,19 +16,27 @@ from torch import nn
 
 
 def accumulate_in_place(model: nn.Module) -> None:
-    """Give a trainable input embedding sparse backward. Its first gradient arrives sparse
-    (autograd keeps the tensor it is given); the optimizer step makes it dense once
-    (`dense_grad`) and zeroes it in place, and from then on autograd adds each batch's rows
-    into that buffer. No buffer is made ahead: a parameter whose `.grad` is still None is
-    skipped by the step, as it is without this."""
+    """Give a trainable input embedding sparse backward, and its gradient one dense buffer.
+
+    The first backward pass leaves a sparse `.grad` (autograd keeps the tensor it is given);
+    a post-accumulate hook (torch's own `register_post_accumulate_grad_hook`) makes it dense
+    at once, so every optimizer, torch's or ours, sees a dense gradient, and from then on
+    autograd adds each batch's rows into that buffer in place. Until a backward pass the
+    gradient stays None, as it does without this. Calling it again does nothing more.
+    """
     embedding = model.get_input_embeddings()
-    if isinstance(embedding, nn.Embedding) and embedding.weight.requires_grad:
-        embedding.sparse = True
+    if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
+        return  # frozen (LoRA, 4-bit) or not a plain embedding: nothing to do
+    weight = embedding.weight
+    if not getattr(weight, _HOOKED, False):
+        weight.register_post_accumulate_grad_hook(_make_dense)
+        setattr(weight, _HOOKED, True)
+    embedding.sparse = True
 
 
-def dense_grad(param: torch.Tensor) -> torch.Tensor:
-    """`param.grad` as a dense tensor (a sparse one summed into zeros); None stays None."""
-    grad = param.grad
-    if grad is None or not grad.is_sparse:
-        return grad
-    return grad.to_dense()
+_HOOKED = "_spacy_unmask_dense_grad"
+
+
+def _make_dense(param: torch.Tensor) -> None:
+    if param.grad is not None and param.grad.is_sparse:
+        param.grad = param.grad.to_dense()

@@ -30,8 +30,6 @@ import torch
 from torch.optim.adam import adam as functional_adam
 from thinc.api import Optimizer
 
-from .embedding_grad import dense_grad
-
 
 def mirror_refusal(optimizer) -> Optional[str]:
     """Why `TorchAdam` cannot stand in for `optimizer` (None when it can)."""
@@ -95,8 +93,6 @@ class TorchAdam:
         named = [(key, p) for key, p in self.named_params if p.grad is not None and p.numel() > 0]
         if not named:
             return
-        for _, p in named:
-            p.grad = dense_grad(p)  # a sparse embedding gradient that had no dense buffer to add into
         params = [p for _, p in named]
         grads = [p.grad for p in params]
         if opt.L2 != 0 and not opt.L2_is_weight_decay:

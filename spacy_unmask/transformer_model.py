@@ -26,7 +26,6 @@ from transformers import AutoConfig, PreTrainedTokenizerFast
 
 from .alignment import align_spans
 from .decoder import DecoderFactory, DecoderSettings
-from .embedding_grad import dense_grad
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
 from .optimizer import TorchAdam, mirror_refusal, notify_fallback
 from .quantization import load_kwargs
@@ -85,7 +84,6 @@ class DecoderShim(HFShim):
         for key, param in named:
             if param.grad is None:
                 continue
-            param.grad = dense_grad(param)  # thinc takes dense arrays
             data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad))
             param.data = xp2torch(data, requires_grad=True, device=param.device)
             returned = xp2torch(grad, device=param.device)

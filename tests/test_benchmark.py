@@ -80,7 +80,7 @@ def test_training_ablation_turns_back_each_speed_up_by_config_alone(tiny_llama, 
     variants = read(out)["variants"]
     assert list(variants) == ["shipped config", "decoder step through thinc's optimizer",
                               "batches by words (size 400, buffer 256)", "heads on blis",
-                              "float32 (no bf16 autocast)", "sdpa attention"]
+                              "float32 (no bf16 autocast)", "sdpa attention", "dense embedding gradient"]
     assert all(v["pieces_per_s"] > 0 for v in variants.values())
     # word batches pad more than piece batches: the override reached the child
     assert variants["batches by words (size 400, buffer 256)"]["padding"] > variants["shipped config"]["padding"]
