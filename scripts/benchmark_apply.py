@@ -136,7 +136,8 @@ def main() -> int:
                 words[run[0]] = result["words"]
                 seconds[run[0]].append(round(result["seconds"], 2))
                 print(f"[round {round_ + 1}/{args.rounds}] {run[0]}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
-    speeds = {p: max(v, matmul_speeds(torch.device("cpu"))[p]) for p, v in speeds.items()}  # best of before and after
+    after = matmul_speeds(torch.device("cpu"))
+    speeds = {p: max(v, after[p]) for p, v in speeds.items()}  # best of before and after
     base = statistics.median(seconds[RUNS[0][0]])
     median = {name: statistics.median(s) for name, s in seconds.items()}
     fp32_twin = {name: f"{name}, fp32" for name, *_ in RUNS if f"{name}, fp32" in seconds}
