@@ -1,0 +1,196 @@
+"""The recipe study's plan: which runs answer which question, and what each answer is.
+
+Every run is the shipped pipeline (`configs/cpu.cfg`: transformer + ner + spancat, or `ner`
+alone where a stage asks what sharing the decoder costs) with the settings of one `Arm`
+written into it explicitly, so a run's recipe does not move when the shipped defaults follow
+the study's answers. The stages, each decided on dev (a pipeline's dev score is its
+`[training.score_weights]`: 0.5 NER F1 + 0.5 SpanCat F1; an NER-only run's is its NER F1):
+
+1. balance: the shipped recipe as is, joint and NER-only; the same with the schedule fixed
+   (`Arm.epochs`: the run ends on an evaluated step and the rate schedule ends with it); and
+   the fixed schedule with spancat's listener gradient scaled down. The joint variants' best on
+   dev is the recipe the next stages build on.
+2. epochs: 3 / 5 / 8 epochs' worth of steps.
+3. rate: the decoder's learning rate at those epochs (`sweep.choose_rate`).
+4. depth: 15 / 22 / 30 decoder layers.
+5. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
+6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
+
+A stage settles its factor on seed 0 over its grid, then runs seeds 1 and 2 of the two best
+and takes the better mean (`settle`). Each function here takes `get(arm, seed)`, which gives a
+finished run's record or None: the runner trains on demand, the report only reads; a stage
+whose runs are missing answers as far as it can and says its answer is provisional.
+"""
+import dataclasses
+import hashlib
+import statistics
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from thinc.api import Config
+
+from sweep import SEEDS, choose_rate, neighbour_rate  # noqa: F401  (neighbour_rate: for readers of a widened grid)
+from sweep_recipe import ner_only
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "configs" / "cpu.cfg"
+MINILM = ROOT / "configs" / "sweep" / "minilm.cfg"
+STEPS_PER_EPOCH = 92  # batches of configs/cpu.cfg's batcher in one pass over the train split
+SPANCAT_GRAD = "components.spancat.model.tok2vec.grad_factor"
+RATE_GRID = {"decoder": [1e-4, 2e-4, 5e-4], "minilm": [1e-4, 2e-4, 5e-4]}
+EPOCHS = (3, 5, 8)
+DEPTHS = (15, 22, 30)
+SPECS = ("none", "second_half", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One recipe. `epochs=None` is the schedule configs/cpu.cfg had before the study (3 epochs,
+    evaluated every 100 steps, a 400-step schedule: the last 76 of its 276 steps are never
+    evaluated, so `model-best` is at most step 200, and the rate never decays to its end);
+    an int is that many epochs' worth of steps, evaluated every epoch including the last step,
+    with the schedule ending on it."""
+
+    family: str = "decoder"  # or "minilm"
+    heads: str = "joint"  # "joint": ner + spancat on one shared transformer; "ner": ner alone
+    epochs: Optional[int] = None
+    spancat_grad: float = 1.0
+    lr: float = 2e-4
+    n_layers: int = 15
+    unmask: str = "second_half"
+
+    @property
+    def name(self) -> str:
+        schedule = "old" if self.epochs is None else f"e{self.epochs}"
+        name = f"{self.family}-{self.heads}-{schedule}-lr{self.lr:g}"
+        if self.heads == "joint":
+            name += f"-sc{self.spancat_grad:g}"
+        if self.family == "decoder":
+            name += f"-l{self.n_layers}-{self.unmask}"
+        return name
+
+    def config(self) -> Config:
+        config = Config().from_disk(SHIPPED, interpolate=False)
+        if self.family == "minilm":
+            config = config.merge(Config().from_disk(MINILM, interpolate=False))
+        if self.heads == "ner":
+            config = ner_only(config)
+        settings = {"training.optimizer.learn_rate.initial_rate": self.lr}
+        if self.epochs is None:
+            settings.update({"training.max_epochs": 3, "training.max_steps": 0, "training.eval_frequency": 100,
+                             "training.optimizer.learn_rate.total_steps": 400})
+        else:
+            steps = self.epochs * STEPS_PER_EPOCH
+            settings.update({"training.max_epochs": 0, "training.max_steps": steps,
+                             "training.eval_frequency": STEPS_PER_EPOCH,
+                             "training.optimizer.learn_rate.total_steps": steps})
+        if self.heads == "joint":
+            settings[SPANCAT_GRAD] = self.spancat_grad
+        if self.family == "decoder":
+            settings.update({"components.transformer.model.n_layers": self.n_layers,
+                             "components.transformer.model.unmask": self.unmask})
+        for key, value in settings.items():
+            *path, last = key.split(".")
+            section = config
+            for part in path:
+                section = section[part]
+            section[last] = value
+        return config
+
+
+def digest(config: Config) -> str:
+    return hashlib.sha1(config.to_str().encode("utf8")).hexdigest()[:12]
+
+
+def dev_score(record: dict) -> float:
+    """The score spaCy's training picks checkpoints by: the config's score weights on dev."""
+    dev = record["dev"]
+    if record["heads"] == "ner":
+        return dev["ents_f"]
+    return 0.5 * dev["ents_f"] + 0.5 * dev["spans_sc_f"]
+
+
+Get = Callable[[Arm, int], Optional[dict]]
+
+
+def settle(arms: List[Arm], get: Get, seeds=SEEDS) -> Tuple[Optional[Arm], bool]:
+    """The arm with the best mean dev score: every arm on seed 0, the two best on every seed.
+    Returns (arm, final); (best so far, False) while runs are missing."""
+    first = {arm: get(arm, seeds[0]) for arm in arms}
+    done = {arm: r for arm, r in first.items() if r is not None}
+    if not done:
+        return None, False
+    ranked = sorted(done, key=lambda arm: -dev_score(done[arm]))
+    if len(done) < len(arms):
+        return ranked[0], False
+    means = {}
+    for arm in ranked[:2]:
+        runs = [get(arm, seed) for seed in seeds]
+        if any(r is None for r in runs):
+            return ranked[0], False
+        means[arm] = statistics.mean(dev_score(r) for r in runs)
+    return max(means, key=means.get), True
+
+
+def every_seed(arms: List[Arm], get: Get, seeds=SEEDS) -> bool:
+    """Runs every seed of every arm; True when all are there."""
+    return all([get(arm, seed) is not None for arm in arms for seed in seeds])
+
+
+def balance_arms() -> Dict[str, Arm]:
+    old, fixed = Arm(), Arm(epochs=3)
+    return {
+        "joint, old schedule (as shipped before)": old,
+        "ner only, old schedule": dataclasses.replace(old, heads="ner"),
+        "joint, fixed schedule": fixed,
+        "ner only, fixed schedule": dataclasses.replace(fixed, heads="ner"),
+        "joint, fixed schedule, spancat grad x0.25": dataclasses.replace(fixed, spancat_grad=0.25),
+    }
+
+
+class Plan:
+    """The stages in order; each answer feeds the next. `answers` holds (label, arm, final)."""
+
+    def __init__(self, get: Get, seeds=SEEDS, quick: bool = False):
+        self.get, self.seeds, self.answers = get, seeds, []
+        # --quick checks the machinery: one rate a grid, so no stage widens
+        self.grid = {family: grid[1:2] if quick else grid for family, grid in RATE_GRID.items()}
+
+    def _answer(self, label: str, arm: Optional[Arm], final: bool) -> Optional[Arm]:
+        self.answers.append((label, arm, final))
+        return arm if final else None
+
+    def run(self) -> None:
+        arms = balance_arms()
+        for arm in arms.values():  # seed 0 of every arm first: the cheapest look at each question
+            self.get(arm, self.seeds[0])
+        joint = [a for a in arms.values() if a.heads == "joint"]
+        answer = settle(joint, self.get, self.seeds)
+        # what sharing the decoder costs NER: joint and NER-only at 3 seeds, old and fixed schedule
+        every_seed([a for a in arms.values() if a.epochs is None or a.heads == "ner"] + [Arm(epochs=3)],
+                   self.get, self.seeds)
+        base = self._answer("balance", *answer)
+        if base is None:
+            return
+        at_epochs = [dataclasses.replace(base, epochs=e) for e in EPOCHS]
+        base = self._answer("epochs", *settle(at_epochs, self.get, self.seeds))
+        if base is None:
+            return
+        rate, final = choose_rate(self.grid["decoder"], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
+                                  self.seeds)
+        base = self._answer("rate", dataclasses.replace(base, lr=rate) if rate else None, final)
+        if base is None:
+            return
+        at_depth = [dataclasses.replace(base, n_layers=n) for n in DEPTHS]
+        base = self._answer("depth", *settle(at_depth, self.get, self.seeds))
+        if base is None:
+            return
+        specs = [dataclasses.replace(base, unmask=s) for s in SPECS]
+        done = every_seed(specs, self.get, self.seeds)
+        best = max(specs, key=lambda a: statistics.mean(dev_score(self.get(a, s)) for s in self.seeds)) if done else None
+        if self._answer("spec", best, done) is None:
+            return
+        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad)
+        rate, final = choose_rate(self.grid["minilm"], lambda lr, seed: self.get(dataclasses.replace(encoder, lr=lr), seed),
+                                  self.seeds)
+        self._answer("minilm", dataclasses.replace(encoder, lr=rate) if rate else None, final)
