@@ -41,7 +41,8 @@ def create_decoder_transformer(
     quantization: Optional[QuantizationSettings] = None,
     inference_dtype: str = "auto",
 ) -> Model[List[Doc], FullTransformerBatch]:
-    """A decoder LLM (Llama, Mistral, Qwen2, Qwen3) as the model of spaCy's `transformer`
+    """A decoder LLM (any family in `spacy_unmask.families`: Llama, Mistral, Qwen2/3,
+    Gemma 1/2/3, Phi-3, OLMo 2, Granite, SmolLM3) as the model of spaCy's `transformer`
     component, with the causal mask removed in a chosen group of layers. Listeners
     (`spacy-transformers.TransformerListener.v1`) connect to it as to any transformer.
 
@@ -52,7 +53,9 @@ def create_decoder_transformer(
         "all", "first_half", "second_half"; a group pattern such as "1100" (layers split
         into as many contiguous, equal-as-possible groups as characters; the first
         character is the group nearest the embeddings); or layer indices and ranges
-        such as "0-7,12". Counted over the layers kept by `n_layers`.
+        such as "0-7,12". Counted over the layers kept by `n_layers`. An unmasked
+        sliding-window layer (Gemma 2/3's local layers, Mistral or Phi-3 with
+        `sliding_window` set) sees its window on both sides, not the whole sequence.
     n_layers (Optional[int]): Keep only the first n decoder layers (None = all): a
         cheaper model, and intermediate layers label nearly as well as the last.
     lora (Optional[LoraSettings]): None trains all weights; a
@@ -62,6 +65,8 @@ def create_decoder_transformer(
         whole window even through causal layers (1 = off). Costs about `repeat`
         times the tokens; windows must fit `repeat` times in the model's positions.
     attn_implementation (str): "sdpa" (default) or "eager"; both honour the unmasking.
+        A model whose config soft-caps attention logits (Gemma 2) needs "eager": sdpa
+        cannot apply the cap, and is refused for it.
     get_spans (Callable): Cuts docs into windows for the model. Default: strided
         windows of 128 tokens with stride 96, so long documents are labeled whole.
     tokenizer_config (dict): Extra arguments for the tokenizer's `from_pretrained`.
@@ -211,17 +216,21 @@ def create_lora(
     r: int = 8,
     alpha: int = 16,
     dropout: float = 0.1,
-    target_modules: List[str] = ["q_proj", "v_proj"],
+    target_modules: Optional[List[str]] = None,
 ) -> LoraSettings:
     """LoRA adapters for `spacy-unmask.DecoderTransformer.v1` (applied with peft).
 
     r (int): The adapters' rank (the paper: 64 for 7B models; 8-16 suits small ones).
     alpha (int): The scaling numerator; updates are scaled by alpha / r.
     dropout (float): Dropout on the adapters' input during training.
-    target_modules (List[str]): Names of the linear layers that get adapters, e.g.
-        ["q_proj", "v_proj"] (the paper's choice) or all of q/k/v/o_proj.
+    target_modules (Optional[List[str]]): Names of the linear layers that get adapters,
+        e.g. ["q_proj", "v_proj"] or all of q/k/v/o_proj. null (default) takes the model
+        family's own: the query and value projections (the paper's choice), or Phi-3's
+        fused `qkv_proj`. Names that match no linear layer are an error listing the
+        model's linear layers.
     """
-    return LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=list(target_modules))
+    return LoraSettings(r=r, alpha=alpha, dropout=dropout,
+                        target_modules=None if target_modules is None else list(target_modules))
 
 
 @registry.misc("spacy-unmask.BitsAndBytes4bit.v1")

@@ -21,7 +21,8 @@ from . import forking
 from .embedding_grad import accumulate_in_place
 from .errors import ConfigError
 from .layer_groups import LayerGroups
-from .loading import DTYPES, cast_weights, check_model_type
+from .families import check_attention, family_of
+from .loading import DTYPES, cast_weights
 from .lora import LoraSettings, apply_lora
 from .masking import SUPPORTED_ATTENTION, LayerUnmasker
 from .precision import INFERENCE_DTYPES, autocast_dtype, inference_choice, notify, storage_dtype
@@ -84,7 +85,8 @@ class DecoderSettings:
 
     def check(self, config: PretrainedConfig) -> None:
         """Check the settings against a model's (already cut) config."""
-        check_model_type(config)
+        family_of(config)
+        check_attention(config, self.attn_implementation)
         self.unmask.layers(config.num_hidden_layers)
         check_repeat(self.repeat, getattr(config, "max_position_embeddings", None))
 

@@ -14,8 +14,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 from .errors import ConfigError
-
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+from .families import family_of
 ACCEPTED_NAME = (
     "a local Hugging Face model folder (config.json, tokenizer.json and weights) or a "
     "local .gguf file; spacy-unmask never downloads models"
@@ -63,15 +62,6 @@ def resolve_source(name: Union[str, Path], key: str = "name") -> ModelSource:
     raise ConfigError(key, str(name), f"{ACCEPTED_NAME} (no such file or folder)")
 
 
-def check_model_type(config: PretrainedConfig, key: str = "name") -> None:
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(
-            key,
-            config.model_type,
-            f"the model type must be one of {', '.join(SUPPORTED_MODEL_TYPES)}",
-        )
-
-
 def load_config(
     source: ModelSource, n_layers: Optional[int] = None, overrides: Optional[Dict] = None
 ) -> PretrainedConfig:
@@ -82,7 +72,7 @@ def load_config(
         )
     except (OSError, ValueError, ImportError) as err:
         raise ConfigError("name", source.name, f"{ACCEPTED_NAME} ({err})") from err
-    check_model_type(config)
+    family_of(config)
     if getattr(config, "quantization_config", None) is not None:
         # transformers would load it quantized whatever the pipeline's config says
         raise ConfigError(
@@ -185,6 +175,7 @@ def load_weights(
             torch_dtype=dtype,
             output_loading_info=True,
             **source.from_pretrained_kwargs,
+            **checkpoint_key_mapping(config),
             **(quantization or {}),
         )
     except Exception as err:  # OSError, safetensors' header errors, GGUF parse errors...
@@ -202,6 +193,17 @@ def load_weights(
             f"e.g. {missing[:3]})",
         )
     return cast_weights(model, dtype)  # GGUF weights come de-quantized to float32
+
+
+def checkpoint_key_mapping(config: PretrainedConfig) -> Dict:
+    """Extra `from_pretrained` arguments that let the bare decoder read a causal-LM checkpoint.
+
+    transformers strips a causal LM's `model.` key prefix when the bare model class names
+    it as its `base_model_prefix`; Gemma 3's text model names none, so its keys must be
+    mapped, or every weight would load as missing.
+    """
+    model_class = AutoModel._model_mapping[type(config)]
+    return {} if model_class.base_model_prefix else {"key_mapping": {r"^model\.": ""}}
 
 
 # The floating-point precisions configs may name: `dtype` (stored weights) and the 4-bit
@@ -232,7 +234,7 @@ def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> P
         raise ConfigError("gguf_path", str(gguf_path), "a .gguf file")
     output_dir = Path(output_dir)
     model = AutoModelForCausalLM.from_pretrained(str(source.folder), **source.from_pretrained_kwargs)
-    check_model_type(model.config)
+    family_of(model.config)
     tokenizer = load_tokenizer(source)
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -8,7 +8,13 @@ We get there through the model's own seams: a forward pre-hook on the model pass
 the 2-D padding mask of the call down to the layers, and a pre-hook on each chosen layer swaps the
 `attention_mask` keyword for a mask built (once per call) by transformers' own
 `create_causal_mask`, widened with an or-mask that lets every query see every key.
+
+Layers that attend through a sliding window (Gemma 2 and 3's local layers, Mistral or
+Phi-3 with `sliding_window` set) stay local when unmasked: the window opens on both sides,
+so a piece sees the `sliding_window - 1` pieces before it *and* after it, as the pretrained
+layer saw them before it only; the mask is the same builder's, and-ed with that window.
 """
+from functools import partial
 from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
@@ -16,6 +22,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_causal_mask
 
 from .errors import ConfigError
+from .families import sliding_windows
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
@@ -38,22 +45,32 @@ def _see_everything(batch_idx, head_idx, q_idx, kv_idx):
     return kv_idx >= 0
 
 
+def _window_both_sides(window: int):
+    """And-ed in for a sliding-window layer: keys less than `window` positions away, on either
+    side (the causal sliding mask's `kv > q - window`, mirrored)."""
+
+    def inner(batch_idx, head_idx, q_idx, kv_idx):
+        return (kv_idx > q_idx - window) & (kv_idx < q_idx + window)
+
+    return inner
+
+
 _PADDING_KEY = "spacy_unmask_padding"
 
 
 class _CallPadding:
-    """The 2-D padding mask of one forward call, and the 4-D mask built from it.
+    """The 2-D padding mask of one forward call, and the 4-D masks built from it.
 
-    The unmasked layers of one call share the same mask, so the first one builds it
-    and the others (and gradient-checkpointing recomputes of the same call) reuse it.
+    The unmasked layers of one call with the same window share one mask, so the first
+    one builds it and the others (and gradient-checkpointing recomputes of the same call)
+    reuse it: `masks` maps a window (None: no window) to its mask.
     """
 
-    __slots__ = ("padding", "mask", "built")
+    __slots__ = ("padding", "masks")
 
     def __init__(self, padding: Optional[torch.Tensor]):
         self.padding = padding
-        self.mask = None
-        self.built = False
+        self.masks = {}
 
 
 class LayerUnmasker:
@@ -72,6 +89,7 @@ class LayerUnmasker:
         check_attention_implementation(model.config)
         self.config = model.config
         self.layers = frozenset(layers)
+        self.windows = sliding_windows(model.config)
         self._handles = []
         if not self.layers:
             return
@@ -79,7 +97,7 @@ class LayerUnmasker:
         for index, block in enumerate(model.layers):
             if index in self.layers:
                 block.self_attn.is_causal = False
-                hook = self._swap_mask
+                hook = partial(self._swap_mask, window=self.windows[index])
             else:
                 hook = self._drop_padding
             self._handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
@@ -92,20 +110,22 @@ class LayerUnmasker:
         kwargs.pop(_PADDING_KEY, None)
         return args, kwargs
 
-    def _swap_mask(self, module, args: Tuple, kwargs: Dict):
+    def _swap_mask(self, module, args: Tuple, kwargs: Dict, window: Optional[int] = None):
         kwargs = dict(kwargs)
         call = kwargs.pop(_PADDING_KEY, None) or _CallPadding(None)
-        if not call.built:
+        if window not in call.masks:
             hidden_states = args[0] if args else kwargs["hidden_states"]
-            call.mask = self._bidirectional_mask(hidden_states, call.padding, kwargs)
-            call.built = True
-        kwargs["attention_mask"] = call.mask
+            call.masks[window] = self._bidirectional_mask(hidden_states, call.padding, kwargs, window)
+        kwargs["attention_mask"] = call.masks[window]
         return args, kwargs
 
-    def _bidirectional_mask(self, hidden_states: torch.Tensor, padding: Optional[torch.Tensor], kwargs: Dict):
-        if padding is None or bool(padding.all()):
-            # No padding: no mask at all, and `is_causal = False` does the rest
-            # (this keeps sdpa on its fast kernels).
+    def _bidirectional_mask(
+        self, hidden_states: torch.Tensor, padding: Optional[torch.Tensor], kwargs: Dict, window: Optional[int]
+    ):
+        local = window is not None and hidden_states.shape[1] > window
+        if not local and (padding is None or bool(padding.all())):
+            # No padding and no window that bites: no mask at all, and `is_causal = False`
+            # does the rest (this keeps sdpa on its fast kernels).
             return None
         cache_position = kwargs.get("cache_position")
         if cache_position is None:
@@ -118,6 +138,7 @@ class LayerUnmasker:
             past_key_values=None,
             position_ids=kwargs.get("position_ids"),
             or_mask_function=_see_everything,
+            and_mask_function=_window_both_sides(window) if local else None,
         )
 
     def remove(self) -> None:

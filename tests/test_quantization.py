@@ -13,6 +13,7 @@ import torch
 from spacy_unmask import quantization as quantization_module
 from spacy_unmask.errors import ConfigError
 
+from .conftest import FAMILIES
 from .pipelines import build_nlp, examples, train
 
 bnb = pytest.importorskip("bitsandbytes")
@@ -144,3 +145,18 @@ def test_quantization_with_gradient_checkpointing_recomputes_through_the_4bit_la
     for handle in handles:
         handle.remove()
     assert len(calls) == 2 * len(base.layers)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "llama"])  # llama: the test above
+def test_every_family_trains_4bit_with_its_default_adapters_and_loads_identically(tiny_dirs, family, tmp_path):
+    attn = "eager" if family == "gemma2" else "sdpa"
+    lora = {k: v for k, v in LORA.items() if k != "target_modules"}  # the family's default targets
+    nlp = build_nlp(tiny_dirs[family], unmask="second_half", lora=lora,
+                    extra=f'attn_implementation = "{attn}"\n' + QUANTIZED)
+    train(nlp, steps=3)
+    kinds = {type(m).__name__ for n, m in module_of(nlp).named_modules() if n.endswith(".base_layer")}
+    assert kinds == {"Linear4bit"}
+    nlp.to_disk(tmp_path / "qlora")
+    loaded = spacy.load(tmp_path / "qlora")
+    for a, b in zip(states(nlp), states(loaded)):
+        numpy.testing.assert_array_equal(a, b)
