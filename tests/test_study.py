@@ -1,0 +1,73 @@
+"""The recipe study's plan: arms written explicitly into the shipped config, schedules that end on
+an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import study  # noqa: E402
+import study_plan  # noqa: E402
+from study_plan import Arm, Plan, settle  # noqa: E402
+
+
+def record(arm, seed, ner, spancat=0.0):
+    return {"heads": arm.heads, "dev": {"ents_f": ner, "spans_sc_f": spancat}, "seed": seed}
+
+
+def test_a_fixed_schedule_ends_on_an_evaluated_step_with_the_rate_schedule():
+    training = Arm(epochs=5).config()["training"]
+    steps = 5 * study_plan.STEPS_PER_EPOCH
+    assert training["max_epochs"] == 0 and training["max_steps"] == steps
+    assert steps % training["eval_frequency"] == 0  # spaCy evaluates step `max_steps`, the last one
+    assert training["optimizer"]["learn_rate"]["total_steps"] == steps
+
+
+def test_every_studied_knob_is_written_so_the_shipped_defaults_can_follow_the_answers():
+    arm = Arm(epochs=3, spancat_grad=0.25, lr=1e-4, n_layers=22, unmask="all")
+    config = arm.config()
+    model = config["components"]["transformer"]["model"]
+    assert (model["n_layers"], model["unmask"]) == (22, "all")
+    assert config["components"]["spancat"]["model"]["tok2vec"]["grad_factor"] == 0.25
+    assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == 1e-4
+    ner = dataclasses.replace(arm, heads="ner").config()
+    assert ner["nlp"]["pipeline"] == ["transformer", "ner"] and "spancat" not in ner["components"]
+    encoder = Arm(family="minilm", epochs=3).config()["components"]["transformer"]["model"]
+    assert encoder["@architectures"] == "spacy-transformers.TransformerModel.v3"
+
+
+def test_arm_names_tell_every_setting_apart():
+    arms = [Arm(), Arm(epochs=3), Arm(heads="ner"), Arm(spancat_grad=0.5), Arm(lr=1e-4), Arm(n_layers=30),
+            Arm(unmask="all"), Arm(family="minilm")]
+    assert len({a.name for a in arms}) == len(arms)
+
+
+def test_settle_confirms_the_two_best_on_every_seed_and_takes_the_better_mean():
+    a, b, c = Arm(epochs=3), Arm(epochs=5), Arm(epochs=8)
+    # c is best on seed 0 but collapses on seed 1; b is steady
+    dev = {(a, 0): 0.40, (b, 0): 0.45, (c, 0): 0.50, (b, 1): 0.46, (b, 2): 0.44, (c, 1): 0.20, (c, 2): 0.48}
+    asked = []
+
+    def get(arm, seed):
+        asked.append((arm, seed))
+        return record(arm, seed, dev[(arm, seed)]) if (arm, seed) in dev else None
+
+    assert settle([a, b, c], get) == (b, True)
+    assert (a, 1) not in asked  # the third-best on seed 0 is not run again
+
+
+def test_missing_runs_make_an_answer_provisional_and_stop_the_later_stages():
+    plan = Plan(lambda arm, seed: record(arm, seed, 0.4, 0.3) if seed == 0 else None)
+    plan.run()
+    labels = [(label, final) for label, _arm, final in plan.answers]
+    assert labels == [("balance", False)]
+
+
+def test_the_console_table_gives_the_kept_checkpoints_step():
+    table = """E    #       LOSS TRANS...  LOSS NER  ENTS_F  SPANS_SC_F  SCORE
+---  ------  -------------  --------  ------  ----------  ------
+  0       0          71.34     78.76    0.00        0.18    0.00
+  1     100       21242.13   9236.85   20.42        0.00    0.10
+  2     200       21242.13   9236.85   30.42        0.00    0.30
+  3     276       21242.13   9236.85   30.42        0.00    0.30
+"""
+    assert study.best_step(table) == 200  # spaCy keeps the first of equal scores
