@@ -25,7 +25,6 @@ from spacy_transformers.layers.listener import TransformerListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_training import build  # noqa: E402
-from benchmarking import write_result  # noqa: E402
 
 
 def watch_listeners(nlp) -> dict:
@@ -76,8 +75,9 @@ def main() -> int:
         if part:
             summary[f"steps {lo}-{hi}"] = {h: round(statistics.median(s["grad_norm"].get(h, 0.0) for s in part), 4)
                                          for h in heads}
-    write_result({"config": str(args.config), "overrides": rest, "steps": steps, "median_grad_norm": summary},
-                 args.output)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    result = {"config": str(args.config), "overrides": rest, "steps": steps, "median_grad_norm": summary}
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
 
