@@ -21,7 +21,7 @@ from pathlib import Path
 from spacy.cli.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_plan import Arm, Plan, digest  # noqa: E402
+from study_plan import Arm, Plan, digest, run_config  # noqa: E402
 from study_report import write_report  # noqa: E402
 from sweep import child_cpu_seconds, corpus_paths, log, machine_busy_seconds, other_cpu_seconds, read_run  # noqa: E402
 
@@ -62,16 +62,10 @@ class Study:
         self.paths = corpus_paths(corpus, quick, out)
         (out / "configs").mkdir(parents=True, exist_ok=True)
 
-    def config_of(self, arm: Arm):
-        config = arm.config()
-        if self.quick and arm.family == "decoder":
-            config["components"]["transformer"]["model"]["n_layers"] = 4
-        return config
-
     def get(self, arm: Arm, seed: int) -> dict:
         name = f"{arm.name}-s{seed}" + ("-quick" if self.quick else "")
         target = self.out / f"{name}.json"
-        config = self.config_of(arm)
+        config = run_config(arm, self.quick)
         recipe = digest(config)
         done = read_run(target) if target.is_file() else None
         if done is not None and done.get("recipe") == recipe:

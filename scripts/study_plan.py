@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from thinc.api import Config
 
-from sweep import SEEDS, choose_rate, neighbour_rate  # noqa: F401  (neighbour_rate: for readers of a widened grid)
+from sweep import SEEDS, choose_rate
 from sweep_recipe import ner_only
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +96,14 @@ class Arm:
                 section = section[part]
             section[last] = value
         return config
+
+
+def run_config(arm: Arm, quick: bool) -> Config:
+    """The config an arm's runs train: `--quick` keeps 4 decoder layers."""
+    config = arm.config()
+    if quick and arm.family == "decoder":
+        config["components"]["transformer"]["model"]["n_layers"] = 4
+    return config
 
 
 def digest(config: Config) -> str:

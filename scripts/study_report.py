@@ -10,7 +10,7 @@ seeds; ± is the sample standard deviation, with n.
 import statistics
 from pathlib import Path
 
-from study_plan import Arm, Plan, dev_score, digest
+from study_plan import Arm, Plan, dev_score, digest, run_config
 from sweep import read_run
 
 COLUMNS = [("dev", "ents_f"), ("dev", "spans_sc_f"), ("test", "ents_f"), ("test", "spans_sc_f")]
@@ -24,10 +24,7 @@ def current_records(out: Path, quick: bool):
             continue
         arm = Arm(**record["settings"])
         if arm.name not in recipes:
-            config = arm.config()
-            if quick and arm.family == "decoder":
-                config["components"]["transformer"]["model"]["n_layers"] = 4
-            recipes[arm.name] = digest(config)
+            recipes[arm.name] = digest(run_config(arm, quick))
         if record["recipe"] != recipes[arm.name]:
             stale += 1
             continue
