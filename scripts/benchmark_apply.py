@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from spacy_unmask.annotate import apply_pipeline  # noqa: E402
 from spacy_unmask import forking  # noqa: E402
-from spacy_unmask.annotate.backends import cores, threads_per_worker  # noqa: E402
+from spacy_unmask.annotate.workers import cores, threads_per_worker  # noqa: E402
 from benchmarking import compute_precision, piece_counts  # noqa: E402
 from roofline import DecoderFlops, matmul_speeds  # noqa: E402
 

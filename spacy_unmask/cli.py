@@ -29,13 +29,19 @@ def apply_cli(
 ):
     """Annotate a corpus with a spaCy pipeline into resumable shards: a rerun with the same
     arguments skips the shards already written, so a killed job continues where it stopped."""
-    from .annotate import InputError, OutputError, apply_pipeline
+    from .annotate import InputError, JobInterrupted, OutputError, WorkerError, apply_pipeline
 
     try:
-        totals = apply_pipeline(model, input_path, output, backend, workers, batch_size, block_size, text_key,
-                                id_key, gpu_id, address, force, skip_bad, progress)
-    except (InputError, OutputError, ValueError) as err:
+        totals = apply_pipeline(model, input_path, output, backend=backend, workers=workers, batch_size=batch_size,
+                                block_size=block_size, text_key=text_key, id_key=id_key, gpu_id=gpu_id,
+                                address=address, force=force, skip_bad=skip_bad, progress=progress)
+    except JobInterrupted as err:
+        msg.warn(str(err))
+        raise SystemExit(err.exit_code)
+    except (InputError, OutputError, WorkerError, ValueError) as err:
         msg.fail(str(err), exits=1)
+    for name in totals["redone"]:
+        msg.warn(f"{name} was damaged since it was written (see its checksum in manifest.json): redone")
     msg.good(f"{totals['docs']} documents ({totals['words']} words) in {totals['shards']} shards in {output}; "
              f"this run: {totals['words_this_run']} words at {totals['words_per_s']:.0f} words/s")
     if totals["rejects"]:

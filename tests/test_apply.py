@@ -10,29 +10,10 @@ import spacy
 import spacy_unmask
 from spacy.tokens import DocBin
 
-from spacy_unmask.annotate import InputError, OutputError, apply_pipeline
+from spacy_unmask.annotate import InputError, OutputError
 from spacy_unmask.annotate.inputs import read_blocks
 
-from .pipelines import TRAIN
-from .test_project import ROOT
-
-TEXTS = [text for text, _ in TRAIN] * 6 + ["", "   ", "Obama 😀 visited Paris !", "new\u00a0line\ttab"]
-
-
-def write_jsonl(path, texts, start=0):
-    path.write_text("".join(json.dumps({"id": f"doc{start + i}", "text": t}, ensure_ascii=False) + "\n"
-                            for i, t in enumerate(texts)))
-    return path
-
-
-def shard_rows(folder):
-    return [json.loads(line) for shard in sorted(folder.glob("shard-*.jsonl")) for line in shard.read_text().splitlines()]
-
-
-def apply(model, source, out, **kwargs):
-    kwargs.setdefault("block_size", 8)
-    kwargs.setdefault("batch_size", 4)
-    return apply_pipeline(str(model), source, out, progress=False, **kwargs)
+from .apply_util import ROOT, TEXTS, apply, shard_rows, write_jsonl
 
 
 @pytest.mark.parametrize("backend,workers", [("local", 2), pytest.param("ray", 2, marks=pytest.mark.skipif(
@@ -70,7 +51,7 @@ def test_spacys_cli_loads_our_command_without_the_model_libraries():
         spacy_unmask.Nothing
 
 
-def test_the_command_is_in_spacys_cli_and_a_killed_job_resumes_with_every_document_once(trained_tiny_pipeline, tmp_path):
+def test_the_command_is_in_spacys_cli_a_second_job_is_refused_and_a_killed_job_resumes_with_every_document_once(trained_tiny_pipeline, tmp_path):
     texts = [f"Apple opened store {i} in Berlin ." for i in range(600)]
     source = write_jsonl(tmp_path / "in.jsonl", texts)
     out = tmp_path / "out"
@@ -84,6 +65,9 @@ def test_the_command_is_in_spacys_cli_and_a_killed_job_resumes_with_every_docume
             break
         time.sleep(0.05)
     assert job.poll() is None, "the job finished before it could be killed: give it more blocks"
+    # a second job on the same OUTPUT is refused at once, naming the one that holds it
+    with pytest.raises(OutputError, match=rf"in use by another `spacy unmask apply` job \(pid {job.pid} on .*unmask apply"):
+        apply(trained_tiny_pipeline, source, out, block_size=4, batch_size=4)
     job.send_signal(signal.SIGKILL)
     job.wait()
     killed_at = len(json.loads((out / "manifest.json").read_text())["shards"])

@@ -1,4 +1,12 @@
-"""`spacy unmask apply`: annotate a corpus with any spaCy pipeline, in resumable shards."""
+"""`spacy unmask apply`: annotate a corpus with any spaCy pipeline, in resumable shards.
+
+What a job guarantees: every input document ends up in exactly one listed shard, once; a shard
+is listed only when its files are complete on disk, and one damaged later is redone on resume;
+one job at a time holds OUTPUT; a worker that dies costs its block a retry, not the job; a
+signal stops the job between blocks; and every way it stops says what happened and that
+rerunning the same command resumes.
+"""
+import logging
 import time
 from pathlib import Path
 from typing import Dict, Optional
@@ -7,9 +15,14 @@ import spacy
 
 from .backends import BACKENDS, make_backend
 from .inputs import InputError, count_documents, input_files, read_blocks
+from .lock import OutputLock
 from .shards import OutputError, ShardStore
+from .stopping import JobInterrupted, StopSignals
+from .workers import RESUME, PipelineLoadError, WorkerError
 
-__all__ = ["BACKENDS", "InputError", "OutputError", "apply_pipeline"]
+__all__ = ["BACKENDS", "InputError", "JobInterrupted", "OutputError", "PipelineLoadError", "WorkerError",
+           "apply_pipeline"]
+logger = logging.getLogger("spacy_unmask.annotate")
 
 
 def check_model(model: str) -> None:
@@ -50,27 +63,37 @@ def apply_pipeline(
     job = {"model": str(Path(model).resolve()) if Path(model).exists() else str(model),
            "input": [file_fingerprint(f) for f in input_files(input_path)],
            "text_key": text_key, "id_key": id_key, "block_size": block_size}
-    store = ShardStore(output, job, force)
-    runner = make_backend(backend, model, batch_size, workers, gpu_id, address)
-    bar = tqdm(total=count_documents(input_path) if progress else None, initial=store.finished_items(),
-               unit="doc", disable=not progress, dynamic_ncols=True)
-    start, words = time.perf_counter(), 0
+    with OutputLock(output):
+        store = ShardStore(output, job, force)
+        for name, why in store.damaged.items():
+            logger.warning("%s in %s is redone: %s", name, output, why)
+        runner = make_backend(backend, model, batch_size, workers, gpu_id, address)
+        bar = tqdm(total=count_documents(input_path) if progress else None, initial=store.finished_items(),
+                   unit="doc", disable=not progress, dynamic_ncols=True)
+        start, words = time.perf_counter(), 0
 
-    def pending():
-        for block in read_blocks(input_path, block_size, text_key, id_key, skip_bad):
-            if not store.done(block.index):
-                yield block
+        def pending():
+            for block in read_blocks(input_path, block_size, text_key, id_key, skip_bad):
+                if not store.done(block.index):
+                    yield block
 
-    try:
-        for result in runner.map(pending()):
-            store.write(result)
-            words += result.words
-            bar.update(result.docs + len(result.rejects))
-            bar.set_postfix_str(f"{words / (time.perf_counter() - start):.0f} words/s")
-    finally:
-        bar.close()
-        runner.close()
-    seconds = time.perf_counter() - start
-    totals = store.finish()
+        try:
+            # installed once the backend is up: `ray.init` sets a SIGTERM handler of its own
+            with StopSignals() as stop:
+                for result in runner.map(pending(), stop):
+                    store.write(result)
+                    words += result.words
+                    bar.update(result.docs + len(result.rejects))
+                    bar.set_postfix_str(f"{words / (time.perf_counter() - start):.0f} words/s")
+                    if stop():
+                        break
+        finally:
+            bar.close()
+            runner.close()
+        if stop():
+            raise JobInterrupted(f"stopped by {stop.name}: {len(store.shards)} shards are done in {output}; "
+                                 f"{RESUME}", stop.signum)
+        seconds = time.perf_counter() - start
+        totals = store.finish()
     return {**totals, "seconds": round(seconds, 2), "words_this_run": words,
-            "words_per_s": round(words / seconds, 1) if seconds else 0.0}
+            "words_per_s": round(words / seconds, 1) if seconds else 0.0, "redone": sorted(store.damaged)}

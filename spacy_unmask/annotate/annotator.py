@@ -2,9 +2,11 @@
 
 Within a block, documents go through `nlp.pipe` sorted by length (decoder pieces when the
 pipeline has a transformer with a tokenizer, characters otherwise), so a batch pads little,
-and come back in input order.
+and come back in input order. Each block runs in one of spaCy's memory zones: the strings
+that its documents add to the vocabulary are freed once the block is serialized, so a job's
+memory does not grow with the number of distinct words it has seen.
 """
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import spacy
 from spacy.language import Language
@@ -12,17 +14,22 @@ from spacy.tokens import Doc, DocBin
 
 from .inputs import Block
 from .shards import ShardResult
+from .workers import load_error
 
 
 def load_pipeline(model: str, gpu_id: int = -1, threads: Optional[int] = None) -> Language:
-    """The pipeline, on GPU `gpu_id` (-1: CPU), with torch using `threads` CPU threads."""
-    if threads is not None:
-        import torch
+    """The pipeline, on GPU `gpu_id` (-1: CPU), with torch using `threads` CPU threads; any
+    error of the loader (a missing package, a damaged folder) comes as `PipelineLoadError`."""
+    try:
+        if threads is not None:
+            import torch
 
-        torch.set_num_threads(max(1, threads))
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
-    return spacy.load(model)
+            torch.set_num_threads(max(1, threads))
+        if gpu_id >= 0:
+            spacy.require_gpu(gpu_id)
+        return spacy.load(model)
+    except Exception as err:
+        raise load_error(model, err) from err
 
 
 def _piece_counter(nlp: Language):
@@ -50,21 +57,26 @@ def spans_of(doc: Doc) -> dict:
     }
 
 
-def annotate_block(nlp: Language, block: Block, batch_size: int) -> ShardResult:
+def annotate_block(nlp: Language, block: Block, batch_size: int,
+                   stop: Optional[Callable[[], bool]] = None) -> Optional[ShardResult]:
+    """The block's shard; None when `stop()` turned true before the block was done."""
     texts = [record.text for record in block.records]
     size = lengths(nlp, texts)
     order = sorted(range(len(texts)), key=size.__getitem__)
     docs: List[Optional[Doc]] = [None] * len(texts)
-    for position, doc in zip(order, nlp.pipe((texts[i] for i in order), batch_size=batch_size)):
-        docs[position] = doc
-    rows = []
-    for record, doc in zip(block.records, docs):
-        doc.user_data["id"] = record.id
-        rows.append({"id": record.id, "text": record.text, **spans_of(doc)})
-    return ShardResult(
-        index=block.index,
-        docbin=DocBin(docs=docs, store_user_data=True).to_bytes(),
-        rows=rows,
-        words=sum(len(doc) for doc in docs),
-        rejects=[reject.to_dict() for reject in block.rejects],
-    )
+    with nlp.memory_zone():
+        for position, doc in zip(order, nlp.pipe((texts[i] for i in order), batch_size=batch_size)):
+            if stop is not None and stop():
+                return None
+            docs[position] = doc
+        rows = []
+        for record, doc in zip(block.records, docs):
+            doc.user_data["id"] = record.id
+            rows.append({"id": record.id, "text": record.text, **spans_of(doc)})
+        return ShardResult(
+            index=block.index,
+            docbin=DocBin(docs=docs, store_user_data=True).to_bytes(),
+            rows=rows,
+            words=sum(len(doc) for doc in docs),
+            rejects=[reject.to_dict() for reject in block.rejects],
+        )

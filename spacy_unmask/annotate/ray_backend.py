@@ -5,36 +5,54 @@ divided among the actors otherwise) and annotates one block a call. Ray runs on 
 at `address`, or on a local Ray started for the job and shut down after it. Blocks travel
 pickled in a binary column. The pending blocks are read in the driver first (bad lines are
 named before any work starts); what comes back is written by the driver as it arrives.
+
+Faults: an actor whose process dies is restarted and its block retried, `MAX_RETRIES` times
+each (Ray Data's own default is to retry without end); past that, or when the pipeline cannot
+be loaded in an actor, the job stops with the cause. A stop request is seen when the next
+block comes back (Ray Data's iterator cannot be interrupted safely: an exception raised inside
+it, or a shutdown while another thread waits in it, ends the process), so on Ray a job stops
+within one block's time: use smaller blocks where that matters.
 """
 import logging
 import pickle
-from typing import Iterable, Iterator, Optional
+import warnings
+from typing import Callable, Iterable, Iterator, Optional
 
 from .annotator import annotate_block, load_pipeline
 from .inputs import Block
 from .shards import ShardResult
+from .workers import MAX_RETRIES, RESUME, PipelineLoadError, WorkerError, threads_per_worker
+
 
 
 class ShardAnnotator:
     """A Ray Data actor: the pipeline, loaded once; one block in, one `ShardResult` out."""
 
     def __init__(self, model: str, batch_size: int, use_gpu: bool, threads: int):
-        # Ray gives an actor that asked for a GPU exactly one, visible as device 0
-        self.nlp = load_pipeline(model, 0 if use_gpu else -1, threads)
+        # Ray gives an actor that asked for a GPU exactly one, visible as device 0. A load error
+        # goes back as the first block's result: raised here (or in a call), Ray would hand the
+        # driver only its text, inside an ActorDiedError (or a UserCodeException).
+        self.error = None
+        try:
+            self.nlp = load_pipeline(model, 0 if use_gpu else -1, threads)
+        except PipelineLoadError as err:
+            self.error = err
         self.batch_size = batch_size
 
     def __call__(self, batch):
+        if self.error is not None:
+            return {"result": [pickle.dumps(self.error)]}
         results = [annotate_block(self.nlp, pickle.loads(payload), self.batch_size) for payload in batch["block"]]
         return {"result": [pickle.dumps(result) for result in results]}
 
 
 class RayActors:
-    def __init__(self, model: str, batch_size: int, workers: int, gpu_id: int = -1, address: Optional[str] = None):
+    def __init__(self, model: str, batch_size: int, workers: int, gpu_id: int = -1, address: Optional[str] = None,
+                 max_retries: int = MAX_RETRIES):
         try:
             import ray
         except ImportError as err:
             raise ValueError("--backend ray needs Ray Data: pip install 'spacy-unmask[ray]'") from err
-        from .backends import threads_per_worker
 
         self.ray = ray
         self.started = not ray.is_initialized()
@@ -51,27 +69,53 @@ class RayActors:
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-        self.model, self.batch_size, self.workers = model, batch_size, workers
+        self.model, self.batch_size, self.workers, self.max_retries = model, batch_size, workers, max_retries
         self.use_gpu = gpu_id >= 0
         self.threads = 1 if self.use_gpu else threads_per_worker(workers)
 
-    def map(self, blocks: Iterable[Block]) -> Iterator[ShardResult]:
+    def _rows(self, items: list) -> Iterator[dict]:
+        with warnings.catch_warnings():
+            # Ray 2.6x deprecates extra remote arguments (removal announced for 2.64) and names no
+            # successor for max_restarts / max_task_retries, the only way to bound Ray Data's
+            # default of retrying dead actors without end; on a Ray without them this call fails
+            # loudly (an unexpected keyword), never silently unbounded
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            dataset = self.ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardAnnotator,
+                fn_constructor_kwargs={"model": self.model, "batch_size": self.batch_size, "use_gpu": self.use_gpu,
+                                       "threads": self.threads},
+                batch_size=1,
+                # (Ray 2.5x-2.6x logs an error-level line that the actor's constructor arguments are
+                # in the object store, for any map_batches over actors: ray-project/ray#57733, harmless)
+                compute=self.ray.data.ActorPoolStrategy(size=self.workers),
+                num_cpus=self.threads,
+                num_gpus=1 if self.use_gpu else 0,
+                max_restarts=self.max_retries,  # an actor process that dies is restarted this many times,
+                max_task_retries=self.max_retries,  # and the block it held retried as often
+            )
+        return iter(dataset.iter_rows())
+
+    def map(self, blocks: Iterable[Block], stop: Callable[[], bool] = lambda: False) -> Iterator[ShardResult]:
         items = [{"block": pickle.dumps(block)} for block in blocks]
         if not items:
             return
-        dataset = self.ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            ShardAnnotator,
-            fn_constructor_kwargs={"model": self.model, "batch_size": self.batch_size, "use_gpu": self.use_gpu,
-                                   "threads": self.threads},
-            batch_size=1,
-            # (Ray 2.5x logs an error-level line that the actor's constructor arguments are in the
-            # object store, for any map_batches over actors: ray-project/ray#57733, harmless here)
-            compute=self.ray.data.ActorPoolStrategy(size=self.workers),
-            num_cpus=self.threads,
-            num_gpus=1 if self.use_gpu else 0,
-        )
-        for row in dataset.iter_rows():
-            yield pickle.loads(row["result"])
+        rows = self._rows(items)
+        try:
+            while not stop():
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except self.ray.exceptions.RayActorError as err:
+                    raise WorkerError(f"a Ray actor died more often than its {self.max_retries} restarts allow "
+                                      f"({type(err).__name__}); {RESUME}.") from err
+                result = pickle.loads(row["result"])
+                if isinstance(result, PipelineLoadError):
+                    raise result
+                yield result
+        finally:
+            # ends Ray Data's execution (its threads, its actors) before Ray itself is shut down
+            rows.close()
 
     def close(self) -> None:
         if self.started:
