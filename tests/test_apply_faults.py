@@ -55,20 +55,24 @@ def test_a_worker_killed_mid_block_costs_that_block_a_retry_not_the_job(trained_
         assert "died (killed by SIGKILL) while annotating block 1 (in.jsonl lines 9-16): retrying it" in caplog.text
 
 
-def test_a_worker_that_dies_on_every_try_stops_the_job_naming_what_died(trained_tiny_pipeline, tmp_path, crash_env):
+@pytest.mark.parametrize("backend,message", [
+    pytest.param("local", r"died \(killed by SIGKILL\) while annotating block 1 \(in.jsonl lines 9-16\), on each of 3 tries",
+                 id="local"),
+    pytest.param("ray", r"a Ray actor died more often than its 2 restarts allow", marks=RAY.marks, id="ray")])
+def test_a_worker_that_dies_on_every_try_stops_the_job_naming_what_died(trained_tiny_pipeline, tmp_path, crash_env,
+                                                                        backend, message):
     source = write_jsonl(tmp_path / "in.jsonl", TEXTS)
     model = crashing_pipeline(trained_tiny_pipeline, tmp_path / "crash-always")
     started = time.monotonic()
-    with pytest.raises(WorkerError, match=r"died \(killed by SIGKILL\) while annotating block 1 \(in.jsonl lines "
-                                          r"9-16\), on each of 3 tries; the finished shards are kept: rerunning"):
-        apply(model, source, tmp_path / "out", workers=2)
+    with pytest.raises(WorkerError, match=message + r".*; the finished shards are kept: rerunning"):
+        apply(model, source, tmp_path / "out", backend=backend, workers=2)
     assert time.monotonic() - started < 300, "no hang"
     listed = manifest(tmp_path / "out")["shards"]
     assert "shard-000001" not in listed and all(entry["docs"] == 8 for entry in listed.values())
     assert not list((tmp_path / "out").glob("*.part"))
     # the cure (here: the same folder without the crashing component) resumes the same job
     spacy.load(trained_tiny_pipeline).to_disk(model)
-    totals = apply(model, source, tmp_path / "out", workers=2)
+    totals = apply(model, source, tmp_path / "out", backend=backend, workers=2)
     assert [row["id"] for row in shard_rows(tmp_path / "out")] == [f"doc{i}" for i in range(len(TEXTS))]
     assert totals["words_this_run"] < totals["words"] or not listed
 

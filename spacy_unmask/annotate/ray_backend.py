@@ -24,7 +24,6 @@ from .shards import ShardResult
 from .workers import MAX_RETRIES, RESUME, PipelineLoadError, WorkerError, threads_per_worker
 
 
-
 class ShardAnnotator:
     """A Ray Data actor: the pipeline, loaded once; one block in, one `ShardResult` out."""
 
