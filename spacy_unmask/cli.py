@@ -40,8 +40,6 @@ def apply_cli(
         raise SystemExit(err.exit_code)
     except (InputError, OutputError, WorkerError, ValueError) as err:
         msg.fail(str(err), exits=1)
-    for name in totals["redone"]:
-        msg.warn(f"{name} was damaged since it was written (see its checksum in manifest.json): redone")
     msg.good(f"{totals['docs']} documents ({totals['words']} words) in {totals['shards']} shards in {output}; "
              f"this run: {totals['words_this_run']} words at {totals['words_per_s']:.0f} words/s")
     if totals["rejects"]:

@@ -118,7 +118,7 @@ class ShardStore:
         previous = _read_manifest(manifest) if manifest.is_file() and not force else None
         if previous is not None and not previous.get("shards"):
             previous = None  # nothing finished yet: nothing to keep consistent with
-        if previous is not None and previous.get("job") != job and not force:
+        if previous is not None and previous.get("job") != job:
             changed = sorted(k for k in set(job) | set(previous.get("job", {})) if job.get(k) != previous["job"].get(k))
             raise OutputError(
                 f"{self.folder} holds the shards of another job (different {', '.join(changed)}; a changed input "
@@ -127,8 +127,6 @@ class ShardStore:
         for path in self.folder.iterdir():
             if path.name.endswith(".part") or force and (path.name.startswith("shard-") or path.name in (MANIFEST, REJECTS)):
                 path.unlink()  # a .part file is a write that a killed job left unfinished
-        if force:
-            previous = None
         self.shards: Dict[str, dict] = dict(previous["shards"]) if previous else {}
         # shards damaged since they were listed: {name: why}; they are redone by this run
         self.damaged: Dict[str, str] = {}
