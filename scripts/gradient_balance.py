@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy
 from spacy.cli._util import parse_config_overrides
 from spacy.training.loop import train_while_improving
-from spacy_transformers.layers.listener import TransformerListener
+from spacy_transformers.layers import TransformerListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_training import build  # noqa: E402

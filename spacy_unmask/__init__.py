@@ -9,11 +9,15 @@ package's entry points (`spacy_architectures`, `spacy_misc`, `spacy_callbacks`),
 import importlib
 from typing import Any
 
-from . import notices  # noqa: F401  (first: in place before any of our modules imports bitsandbytes)
+from . import notices
+
+# The one process-wide effect of importing the package: a filter for one import-time message of
+# bitsandbytes (see `notices`), which must precede any import of transformers or peft.
+notices.install()
 
 __version__ = "0.1.0"
-_EXPORTS = {"DecoderEncoder": "decoder", "DecoderSettings": "decoder", "LayerGroups": "layer_groups",
-            "LoraSettings": "lora"}
+_EXPORTS = {"DecoderEncoder": "decoder", "DecoderSettings": "settings", "LayerGroups": "layer_groups",
+            "LoraSettings": "settings"}
 __all__ = [*_EXPORTS, "__version__"]
 
 

@@ -13,8 +13,9 @@ from typing import List
 
 import numpy
 from spacy.tokens import Span
-from spacy_transformers.align import get_alignment_via_offset_mapping
 from thinc.types import Ragged
+
+from .seam import align_by_offsets
 
 _WHITESPACE = numpy.array([c for c in range(0x3001) if chr(c).isspace()], dtype=numpy.uint32)
 
@@ -54,4 +55,4 @@ def trim_offsets(spans: List[Span], offsets: numpy.ndarray) -> numpy.ndarray:
 
 def align_spans(spans: List[Span], offset_mapping: numpy.ndarray) -> Ragged:
     """spacy-transformers' offset alignment, fed with trimmed offsets."""
-    return get_alignment_via_offset_mapping(spans, trim_offsets(spans, offset_mapping))
+    return align_by_offsets(spans, trim_offsets(spans, offset_mapping))

@@ -7,20 +7,19 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from spacy_transformers.layers import trfs2arrays
-from spacy_transformers.layers._util import replace_listener
 from spacy_transformers.span_getters import configure_strided_spans
 from thinc.api import Model, chain
 from thinc.types import Floats2d, Ragged
 
+from . import forking
 from .batching import PieceLength
+from .checks import check_model
 from .cpu_ops import use_numpy_blas
-from .decoder import DecoderSettings
 from .layer_groups import LayerGroups
 from .loading import load_config, resolve_source
-from .lora import LoraSettings
-from .quantization import QuantizationSettings
-from .repetition import check_repeat
-from .transformer_model import DecoderTransformerModel
+from .seam import span_window
+from .settings import DecoderSettings, LoraSettings, QuantizationSettings
+from .transformer_model import DecoderTransformerModel, replace_listener
 
 
 @registry.architectures("spacy-unmask.DecoderTransformer.v1")
@@ -115,6 +114,8 @@ def create_decoder_transformer(
         loaded pipeline further casts the weights back to `dtype` first. No effect
         on 4-bit weights (`quantization`).
     """
+    if get_spans is None:
+        get_spans = configure_strided_spans(window=128, stride=96)
     settings = DecoderSettings(
         unmask=LayerGroups.parse(unmask),
         n_layers=n_layers,
@@ -126,13 +127,21 @@ def create_decoder_transformer(
         gradient_checkpointing=gradient_checkpointing,
         quantization=quantization,
         inference_dtype=inference_dtype,
+        window=span_window(get_spans),
     )
-    if get_spans is None:
-        get_spans = configure_strided_spans(window=128, stride=96)
-    _check_against_local_model(name, settings, get_spans)
+    _check_against_local_model(name, settings)
+    # A process that builds a decoder forks workers that run torch single-threaded (see
+    # `forking`): registered here, where a pipeline with a decoder comes into being
+    # (`spacy train`, `spacy.load`), so a process that never builds one forks as before.
+    forking.install()
     scaler = {"enabled": False, **grad_scaler_config}
     return DecoderTransformerModel(
-        name, get_spans, settings, tokenizer_config, transformer_config, scaler
+        name=name,
+        get_spans=get_spans,
+        settings=settings,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+        grad_scaler_config=scaler,
     )
 
 
@@ -166,26 +175,25 @@ def create_tok2vec_decoder(
     All other arguments: as in `spacy-unmask.DecoderTransformer.v1`.
     """
     decoder = create_decoder_transformer(
-        name, unmask, n_layers, lora, repeat, attn_implementation, get_spans,
-        tokenizer_config, transformer_config, mixed_precision, grad_scaler_config,
-        dtype, gradient_checkpointing, quantization, inference_dtype,
+        name=name, unmask=unmask, n_layers=n_layers, lora=lora, repeat=repeat,
+        attn_implementation=attn_implementation, get_spans=get_spans,
+        tokenizer_config=tokenizer_config, transformer_config=transformer_config,
+        mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config, dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing, quantization=quantization,
+        inference_dtype=inference_dtype,
     )
     # The same nesting that `replace_listeners` builds (spacy-transformers'
     # `replace_listener`), so weights saved from either load into the other.
     return chain(replace_listener(decoder), trfs2arrays(pooling, grad_factor))
 
 
-def _check_against_local_model(name: str, settings: DecoderSettings, get_spans: Callable) -> None:
+def _check_against_local_model(name: str, settings: DecoderSettings) -> None:
     # A config that names a model present here is checked now (the layer count
     # decides whether `unmask` and `n_layers` fit). A saved pipeline may name a
     # folder that is gone: its weights travel with it, so nothing to check then.
     if not Path(str(name)).expanduser().exists():
         return
-    config = load_config(resolve_source(name), settings.n_layers)
-    settings.check(config)
-    # Strided windows say their size in tokens, and a token is at least one piece.
-    window = getattr(get_spans, "keywords", {}).get("window")
-    check_repeat(settings.repeat, getattr(config, "max_position_embeddings", None), window)
+    check_model(settings, load_config(resolve_source(name), settings.n_layers))
 
 
 @registry.misc("spacy-unmask.PieceLength.v1")

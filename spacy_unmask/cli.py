@@ -29,7 +29,7 @@ def apply_cli(
 ):
     """Annotate a corpus with a spaCy pipeline into resumable shards: a rerun with the same
     arguments skips the shards already written, so a killed job continues where it stopped."""
-    from .annotate import InputError, JobInterrupted, OutputError, WorkerError, apply_pipeline
+    from .annotate import InputError, JobInterrupted, OutputError, PipelineLoadError, UsageError, WorkerError, apply_pipeline
 
     try:
         totals = apply_pipeline(model, input_path, output, backend=backend, workers=workers, batch_size=batch_size,
@@ -38,7 +38,7 @@ def apply_cli(
     except JobInterrupted as err:
         msg.warn(str(err))
         raise SystemExit(err.exit_code)
-    except (InputError, OutputError, WorkerError, ValueError) as err:
+    except (InputError, OutputError, PipelineLoadError, UsageError, WorkerError) as err:
         msg.fail(str(err), exits=1)
     msg.good(f"{totals['docs']} documents ({totals['words']} words) in {totals['shards']} shards in {output}; "
              f"this run: {totals['words_this_run']} words at {totals['words_per_s']:.0f} words/s")

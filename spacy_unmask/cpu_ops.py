@@ -3,9 +3,8 @@
 On CPU, thinc multiplies matrices with blis, on one thread. The components that
 listen to the decoder (`ner`, `spancat`, ...) are thinc layers, so their products run
 single-threaded while the decoder's run on all of torch's threads. numpy's own BLAS
-(OpenBLAS in numpy's wheels) uses every core: on this project's 2-core machine the
-switch makes spaCy's whole training step 1.14x faster under bf16 (1.09x in float32) (`scripts/benchmark_training.py
-configs/cpu.cfg --ablate`, "heads on blis").
+(OpenBLAS in numpy's wheels) uses every core. What that gains on a machine is measured by
+`scripts/benchmark_training.py CONFIG --ablate` (its "heads on blis" row).
 
 `use_numpy_blas` switches the thinc layers of one pipeline to `NumpyOps(use_blis=False)`,
 which hands `gemm` to numpy. It leaves alone layers on other ops (a GPU's CupyOps, or

@@ -1,33 +1,28 @@
 """The PyTorch module spaCy trains: a bare decoder with unmasked layers and optional LoRA.
 
-`DecoderSettings` is everything the config says about the decoder besides its
-weights; `DecoderFactory` turns a transformers config into a ready module, and is
-what spacy-transformers' shim calls to rebuild the module before loading saved
+`DecoderEncoder` runs the decoder as an encoder under the `settings.DecoderSettings` the
+config gives; `DecoderFactory` turns a transformers config into a ready module, and is what
+the shim (`transformer_model.DecoderShim`) calls to rebuild the module before loading saved
 weights, so a saved pipeline needs neither the original folder nor a network.
 """
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
 from accelerate import init_empty_weights
-from peft import prepare_model_for_kbit_training
 from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import no_init_weights
 
-from . import forking
+from .checks import check_model
 from .embedding_grad import accumulate_in_place
-from .errors import ConfigError
-from .layer_groups import LayerGroups
-from .families import check_attention, family_of
-from .loading import DTYPES, cast_weights
-from .lora import LoraSettings, apply_lora
-from .masking import SUPPORTED_ATTENTION, LayerUnmasker
-from .precision import INFERENCE_DTYPES, autocast_dtype, inference_choice, notify, storage_dtype
-from .quantization import QuantizationSettings, holds_4bit_weights, keep_training_layout, rebuild_quantized, split_state
-from .repetition import check_repeat, last_copy, repeat_pieces
+from .lora import apply_lora
+from .masking import LayerUnmasker
+from .precision import autocast_dtype, cast_weights, inference_choice, notify, storage_dtype
+from .quantization import holds_4bit_weights, prepare_for_training, rebuild_quantized, split_state
+from .repetition import last_copy, repeat_pieces
+from .settings import DecoderSettings
 
 # transformers' own recomputation; non-reentrant needs no input that requires grad
 # (frozen embeddings under LoRA), and the layers' pre-hooks run again on the recompute
@@ -35,68 +30,11 @@ from .repetition import check_repeat, last_copy, repeat_pieces
 CHECKPOINTING = {"use_reentrant": False}
 
 
-@dataclass(frozen=True)
-class DecoderSettings:
-    """The decoder-side config values of `spacy-unmask.DecoderTransformer.v1`, validated."""
-
-    unmask: LayerGroups
-    n_layers: Optional[int] = None
-    lora: Optional[LoraSettings] = None
-    attn_implementation: str = "sdpa"
-    mixed_precision: bool = False
-    repeat: int = 1
-    dtype: str = "float32"
-    gradient_checkpointing: bool = False
-    quantization: Optional[QuantizationSettings] = None
-    inference_dtype: str = "auto"
-
-    def __post_init__(self):
-        check_repeat(self.repeat)
-        if self.inference_dtype not in INFERENCE_DTYPES:
-            raise ConfigError(
-                "inference_dtype", self.inference_dtype,
-                "one of auto (bfloat16 where the hardware multiplies it natively, else float32), bfloat16, float32",
-            )
-        if not isinstance(self.mixed_precision, bool):
-            raise ConfigError("mixed_precision", self.mixed_precision, "true or false")
-        if self.quantization is not None and self.lora is None:
-            raise ConfigError(
-                "quantization", "BitsAndBytes4bit",
-                "a [lora] block beside it: 4-bit weights are frozen, only LoRA adapters on top of them train",
-            )
-        if self.dtype not in DTYPES:
-            raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)} (the precision of the stored weights)")
-        if not isinstance(self.gradient_checkpointing, bool):
-            raise ConfigError("gradient_checkpointing", self.gradient_checkpointing, "true or false")
-        if self.attn_implementation not in SUPPORTED_ATTENTION:
-            raise ConfigError(
-                "attn_implementation",
-                self.attn_implementation,
-                f"one of {', '.join(SUPPORTED_ATTENTION)}; flash and flex attention build their own masks",
-            )
-        if self.n_layers is not None and (
-            isinstance(self.n_layers, bool) or not isinstance(self.n_layers, int) or self.n_layers < 1
-        ):
-            raise ConfigError("n_layers", self.n_layers, "null (all layers) or a positive integer")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    def check(self, config: PretrainedConfig) -> None:
-        """Check the settings against a model's (already cut) config."""
-        family_of(config)
-        check_attention(config, self.attn_implementation)
-        self.unmask.layers(config.num_hidden_layers)
-        check_repeat(self.repeat, getattr(config, "max_position_embeddings", None))
-
-
 class DecoderEncoder(nn.Module):
     """A bare decoder used as an encoder: hidden states of every piece, float32."""
 
     def __init__(self, transformer: PreTrainedModel, settings: DecoderSettings):
         super().__init__()
-        forking.install()  # workers forked from here on run torch single-threaded (no hang)
         self.settings = settings
         # Loaded from disk for annotation: the weights run as `inference_dtype` picked, with no
         # autocast, until the module trains again.
@@ -106,17 +44,10 @@ class DecoderEncoder(nn.Module):
 
     def _attach(self, transformer: PreTrainedModel) -> None:
         settings = self.settings
-        settings.check(transformer.config)
         self.unmasked_layers = settings.unmask.layers(transformer.config.num_hidden_layers)
         self.unmasker = LayerUnmasker(transformer, self.unmasked_layers)
         if getattr(transformer, "is_loaded_in_4bit", False):
-            # peft's QLoRA preparation: freeze the base, keep the layers left in full
-            # precision (embeddings, norms) in float32, and set up the recomputation.
-            transformer = keep_training_layout(prepare_model_for_kbit_training(
-                transformer,
-                use_gradient_checkpointing=settings.gradient_checkpointing,
-                gradient_checkpointing_kwargs=CHECKPOINTING,
-            ))
+            transformer = prepare_for_training(transformer, settings.gradient_checkpointing, CHECKPOINTING)
         else:
             cast_weights(transformer, settings.torch_dtype)
             if settings.gradient_checkpointing:
@@ -222,7 +153,7 @@ class DecoderEncoder(nn.Module):
             handle.remove()
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        # spacy-transformers retries a failed load with strict=False; for us a
+        # Always strict (spacy-transformers' own shim retries with strict=False): a
         # mismatch means the config no longer describes the saved weights.
         if self.settings.quantization is not None:
             return self._load_quantized(state_dict)
@@ -258,14 +189,17 @@ class DecoderEncoder(nn.Module):
 
 
 class DecoderFactory:
-    """The `model_cls` given to spacy-transformers' `HFShim`: config in, module out."""
+    """Config in, module out: what the shim (`transformer_model.DecoderShim`) rebuilds a saved
+    pipeline's decoder with, and what wraps freshly loaded weights (`wrap`)."""
 
     def __init__(self, settings: DecoderSettings):
         self.settings = settings
 
     def from_config(self, config: PretrainedConfig) -> DecoderEncoder:
+        """The module of a saved pipeline, from its saved config, before its weights load."""
+        check_model(self.settings, config)
         config.use_cache = False
-        # The saved weights are loaded right after (`HFShim.from_bytes`, strictly: every
+        # The saved weights are loaded right after (`DecoderShim.from_bytes`, strictly: every
         # parameter), so drawing random initial values would only cost time (seconds for a
         # decoder, at every `spacy.load`): transformers' own loader skips it the same way.
         # A 4-bit model is rebuilt from its saved packed weights when they are loaded

@@ -45,11 +45,11 @@ FAMILIES = {
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 
 
-def family_of(config: PretrainedConfig, key: str = "name") -> Family:
+def family_of(config: PretrainedConfig) -> Family:
     """The family of a model's config; any other model type is refused, naming the supported ones."""
     family = FAMILIES.get(getattr(config, "model_type", None))
     if family is None:
-        raise ConfigError(key, config.model_type, f"the model type must be one of {', '.join(SUPPORTED_MODEL_TYPES)}")
+        raise ConfigError("name", config.model_type, f"the model type must be one of {', '.join(SUPPORTED_MODEL_TYPES)}")
     return family
 
 
@@ -67,7 +67,7 @@ def sliding_windows(config: PretrainedConfig) -> Tuple[Optional[int], ...]:
     return tuple(window if kind == "sliding_attention" else None for kind in types[:n_layers])
 
 
-def check_attention(config: PretrainedConfig, attn_implementation: str, key: str = "attn_implementation") -> None:
+def check_attention(config: PretrainedConfig, attn_implementation: str) -> None:
     """Refuse an attention path that would compute this model's attention wrongly.
 
     torch's sdpa has no attention-logit soft-capping, and transformers' sdpa path drops the
@@ -77,7 +77,7 @@ def check_attention(config: PretrainedConfig, attn_implementation: str, key: str
     softcap = getattr(config, "attn_logit_softcapping", None)
     if attn_implementation == "sdpa" and softcap is not None:
         raise ConfigError(
-            key, attn_implementation,
+            "attn_implementation", attn_implementation,
             f'"eager" for this {config.model_type} model: its config sets attn_logit_softcapping = {softcap}, '
             "which sdpa cannot apply",
         )

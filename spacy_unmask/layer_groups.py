@@ -32,7 +32,7 @@ class LayerGroups:
     ranges: Tuple[Tuple[int, int], ...] = ()
 
     @classmethod
-    def parse(cls, value: Union[str, int, "LayerGroups"], key: str = "unmask") -> "LayerGroups":
+    def parse(cls, value: Union[str, int, "LayerGroups"]) -> "LayerGroups":
         """Check the syntax of a specification (the layer count is checked later)."""
         if isinstance(value, LayerGroups):
             return value
@@ -40,14 +40,14 @@ class LayerGroups:
             # A number has already lost any leading zeros ("0010" on spaCy's command
             # line arrives as 10), so reading it as a pattern could pick wrong layers.
             raise ConfigError(
-                key,
+                "unmask",
                 value,
                 "a string, not a number: numbers lose leading zeros (0010 becomes 10). "
                 "Quote it: unmask = \"0010\" in a config, or "
                 "--components.transformer.model.unmask '\"0010\"' on the command line",
             )
         if not isinstance(value, str):
-            raise ConfigError(key, value, ACCEPTED)
+            raise ConfigError("unmask", value, ACCEPTED)
         text = value.strip().lower().replace(" ", "")
         if text in NAMED:
             return cls(text, text)
@@ -57,22 +57,22 @@ class LayerGroups:
         for item in text.split(",") if text else [""]:
             match = _ITEM.fullmatch(item)
             if match is None:
-                raise ConfigError(key, value, ACCEPTED)
+                raise ConfigError("unmask", value, ACCEPTED)
             start = int(match.group(1))
             end = int(match.group(2)) if match.group(2) is not None else start
             if end < start:
-                raise ConfigError(key, value, f"the range {item!r} runs backwards. " + ACCEPTED)
+                raise ConfigError("unmask", value, f"the range {item!r} runs backwards. " + ACCEPTED)
             ranges.append((start, end))
         return cls(text, "indices", ranges=tuple(ranges))
 
-    def layers(self, n_layers: int, key: str = "unmask") -> FrozenSet[int]:
+    def layers(self, n_layers: int) -> FrozenSet[int]:
         """The 0-based indices of the unmasked layers in a decoder of `n_layers` layers."""
         if self.kind == "none":
             return frozenset()
         if self.kind == "all":
             return frozenset(range(n_layers))
         if self.kind in ("first_half", "second_half") and n_layers < 2:
-            raise ConfigError(key, self.text, f"halves need at least 2 layers; the decoder keeps {n_layers}")
+            raise ConfigError("unmask", self.text, f"halves need at least 2 layers; the decoder keeps {n_layers}")
         if self.kind == "first_half":
             return frozenset(range(n_layers // 2))
         if self.kind == "second_half":
@@ -80,7 +80,7 @@ class LayerGroups:
         if self.kind == "pattern":
             if len(self.pattern) > n_layers:
                 raise ConfigError(
-                    key,
+                    "unmask",
                     self.text,
                     f"the pattern has {len(self.pattern)} groups but the decoder keeps only "
                     f"{n_layers} layers; use at most {n_layers} characters",
@@ -94,7 +94,7 @@ class LayerGroups:
         for start, end in self.ranges:
             if end >= n_layers:
                 raise ConfigError(
-                    key,
+                    "unmask",
                     self.text,
                     f"the decoder keeps {n_layers} layers, so indices run from 0 to {n_layers - 1}",
                 )

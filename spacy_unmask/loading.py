@@ -15,6 +15,9 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerF
 
 from .errors import ConfigError
 from .families import family_of
+from .precision import cast_weights
+from .settings import n_layers_error
+
 ACCEPTED_NAME = (
     "a local Hugging Face model folder (config.json, tokenizer.json and weights) or a "
     "local .gguf file; spacy-unmask never downloads models"
@@ -72,7 +75,6 @@ def load_config(
         )
     except (OSError, ValueError, ImportError) as err:
         raise ConfigError("name", source.name, f"{ACCEPTED_NAME} ({err})") from err
-    family_of(config)
     if getattr(config, "quantization_config", None) is not None:
         # transformers would load it quantized whatever the pipeline's config says
         raise ConfigError(
@@ -84,7 +86,7 @@ def load_config(
     total = config.num_hidden_layers
     if n_layers is not None:
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= total:
-            raise ConfigError("n_layers", n_layers, f"null (all layers) or an integer from 1 to {total}")
+            raise n_layers_error(n_layers, total)
         config.num_hidden_layers = n_layers
         if getattr(config, "layer_types", None):
             config.layer_types = list(config.layer_types[:n_layers])
@@ -204,24 +206,6 @@ def checkpoint_key_mapping(config: PretrainedConfig) -> Dict:
     """
     model_class = AutoModel._model_mapping[type(config)]
     return {} if model_class.base_model_prefix else {"key_mapping": {r"^model\.": ""}}
-
-
-# The floating-point precisions configs may name: `dtype` (stored weights) and the 4-bit
-# layers' `compute_dtype`.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def cast_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Store the model's floating-point parameters in `dtype`, and nothing else.
-
-    `model.to(dtype)` would also round buffers such as RoPE's inverse frequencies,
-    which transformers keeps in float32: in bfloat16 the rotation angles drift by
-    tenths of a radian at a few hundred positions.
-    """
-    for param in model.parameters():
-        if param.is_floating_point() and param.dtype != dtype:
-            param.data = param.data.to(dtype)
-    return model
 
 
 def convert_gguf(gguf_path: Union[str, Path], output_dir: Union[str, Path]) -> Path:

@@ -21,22 +21,16 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_causal_mask
 
-from .errors import ConfigError
 from .families import sliding_windows
+from .settings import SUPPORTED_ATTENTION, attention_error
 
-SUPPORTED_ATTENTION = ("sdpa", "eager")
-
-
-def check_attention_implementation(config: PretrainedConfig, key: str = "attn_implementation") -> None:
-    """Refuse attention paths whose masks the hooks do not control (flash, flex)."""
+def check_attention_implementation(config: PretrainedConfig) -> None:
+    """Refuse a module whose attention path builds masks the hooks do not control (flash,
+    flex): what transformers resolved for this module, which the config value alone
+    (`settings.DecoderSettings`) does not pin down."""
     implementation = getattr(config, "_attn_implementation", None) or "eager"
     if implementation not in SUPPORTED_ATTENTION:
-        raise ConfigError(
-            key,
-            implementation,
-            f"spacy-unmask controls the masks of {', '.join(SUPPORTED_ATTENTION)} only; "
-            "flash and flex attention build their own masks and flags",
-        )
+        raise attention_error(implementation)
 
 
 def _see_everything(batch_idx, head_idx, q_idx, kv_idx):
@@ -140,8 +134,3 @@ class LayerUnmasker:
             or_mask_function=_see_everything,
             and_mask_function=_window_both_sides(window) if local else None,
         )
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []

@@ -1,5 +1,10 @@
-"""Import-time notices of our dependencies that would only alarm a user; installed by the
-package's `__init__`, so they are in place before any module of ours imports the dependency."""
+"""Import-time notices of our dependencies that would only alarm a user.
+
+bitsandbytes logs its notice when it is imported, and transformers and peft import it on
+their own whenever it is installed, so the filter must be in place before either is
+imported: the package's `__init__` calls `install` first, before anything else of ours.
+The filter matches one message on one logger and nothing else.
+"""
 import logging
 
 
@@ -12,4 +17,11 @@ class UnusedKernelNotice(logging.Filter):
         return "gemm_4bit_forward" not in record.getMessage()
 
 
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(UnusedKernelNotice())
+_FILTER = UnusedKernelNotice()
+
+
+def install() -> None:
+    """Add the filter (once) to the logger bitsandbytes reports the unused kernel on."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)

@@ -24,9 +24,6 @@ from typing import Optional, Tuple
 
 import torch
 
-INFERENCE_DTYPES = ("auto", "bfloat16", "float32")
-
-
 class PrecisionNotice(UserWarning):
     """The one-time notice of the precision the decoder runs in. Silence it with
     `warnings.filterwarnings("ignore", category=PrecisionNotice)`."""
@@ -121,3 +118,16 @@ def notify(message: str) -> None:
     _NOTIFIED.add(message)
     warnings.warn(message, PrecisionNotice, stacklevel=3)
 
+
+
+def cast_weights(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the model's floating-point parameters in `dtype`, and nothing else.
+
+    `model.to(dtype)` would also round buffers such as RoPE's inverse frequencies,
+    which transformers keeps in float32: in bfloat16 the rotation angles drift by
+    tenths of a radian at a few hundred positions.
+    """
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return model

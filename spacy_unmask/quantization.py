@@ -8,44 +8,33 @@ norms, and the adapters, plus the model config, which carries the `quantization_
 `rebuild_quantized` turns that back into the same module with transformers' loader for
 pre-quantized checkpoints, so loading neither needs the original folder nor quantizes again.
 """
-from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch
+from peft import prepare_model_for_kbit_training
 from transformers import MODEL_MAPPING, BitsAndBytesConfig, PretrainedConfig, PreTrainedModel
 
 from .errors import ConfigError
-from .loading import DTYPES
+from .settings import DecoderSettings, QuantizationSettings
 
-QUANT_TYPES = ("nf4", "fp4")
+def bnb_config(settings: QuantizationSettings) -> BitsAndBytesConfig:
+    """transformers' quantization config for the settings: 4-bit, as `BitsAndBytes4bit.v1` says."""
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=settings.quant_type,
+        bnb_4bit_use_double_quant=settings.double_quant,
+        bnb_4bit_compute_dtype=settings.torch_compute_dtype,
+    )
 
 
-@dataclass(frozen=True)
-class QuantizationSettings:
-    """What `spacy-unmask.BitsAndBytes4bit.v1` sets; checked when the config is loaded."""
-
-    quant_type: str = "nf4"
-    double_quant: bool = True
-    compute_dtype: str = "bfloat16"
-
-    def __post_init__(self):
-        if self.quant_type not in QUANT_TYPES:
-            raise ConfigError("quantization.quant_type", self.quant_type, f"one of {', '.join(QUANT_TYPES)}")
-        if not isinstance(self.double_quant, bool):
-            raise ConfigError("quantization.double_quant", self.double_quant, "true or false")
-        if self.compute_dtype not in DTYPES:
-            raise ConfigError(
-                "quantization.compute_dtype", self.compute_dtype,
-                f"one of {', '.join(DTYPES)} (the precision the 4-bit weights are de-quantized to for each matmul)",
-            )
-
-    def to_transformers(self) -> BitsAndBytesConfig:
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=self.quant_type,
-            bnb_4bit_use_double_quant=self.double_quant,
-            bnb_4bit_compute_dtype=DTYPES[self.compute_dtype],
-        )
+def prepare_for_training(model: PreTrainedModel, gradient_checkpointing: bool, checkpointing_kwargs: Dict) -> PreTrainedModel:
+    """peft's QLoRA preparation: freeze the base, keep the layers left in full precision
+    (embeddings, norms) in float32, set up the recomputation, and keep the layout that trains."""
+    return keep_training_layout(prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs=checkpointing_kwargs,
+    ))
 
 
 def linear_input_sizes(config: PretrainedConfig) -> List[int]:
@@ -76,7 +65,7 @@ def check_bitsandbytes(settings: QuantizationSettings, device: torch.device, con
     where = "this GPU" if device.type == "cuda" else f"device {device} (no GPU is in use)"
     for size in sizes:
         try:
-            layer = bnb.nn.Linear4bit(size, 8, bias=False, compute_dtype=DTYPES[settings.compute_dtype],
+            layer = bnb.nn.Linear4bit(size, 8, bias=False, compute_dtype=settings.torch_compute_dtype,
                                       quant_type=settings.quant_type, compress_statistics=settings.double_quant)
             layer.weight = bnb.nn.Params4bit(torch.randn(8, size), requires_grad=False, quant_type=settings.quant_type,
                                              compress_statistics=settings.double_quant)
@@ -117,7 +106,7 @@ def keep_training_layout(model: torch.nn.Module) -> torch.nn.Module:
 def load_kwargs(settings: QuantizationSettings, device: torch.device, config: PretrainedConfig) -> Dict:
     """Extra `from_pretrained` arguments that quantize the weights while loading them onto `device`."""
     check_bitsandbytes(settings, device, config)
-    return {"quantization_config": settings.to_transformers(), "device_map": {"": device}}
+    return {"quantization_config": bnb_config(settings), "device_map": {"": device}}
 
 
 def holds_4bit_weights(state_dict: Dict[str, torch.Tensor]) -> bool:
@@ -142,7 +131,9 @@ def split_state(state_dict: Dict[str, torch.Tensor], prefix: str) -> Tuple[Dict,
     return base, adapters
 
 
-def rebuild_quantized(config: PretrainedConfig, base_state: Dict[str, torch.Tensor], settings, device) -> PreTrainedModel:
+def rebuild_quantized(
+    config: PretrainedConfig, base_state: Dict[str, torch.Tensor], settings: DecoderSettings, device: torch.device
+) -> PreTrainedModel:
     """The bare decoder from a pre-quantized checkpoint (as `split_state` returns it)."""
     check_bitsandbytes(settings.quantization, device, config)
     model_class = MODEL_MAPPING[type(config)]

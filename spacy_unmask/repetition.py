@@ -10,25 +10,6 @@ from typing import Tuple
 
 import torch
 
-from .errors import ConfigError
-
-
-def check_repeat(repeat, max_positions: int = None, window: int = None) -> None:
-    """`repeat` is a positive integer, and a window of pieces must fit k times."""
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ConfigError("repeat", repeat, "a positive integer: 1 = no repetition, 2 = the text twice, ...")
-    if max_positions is not None:
-        per_copy = max_positions // repeat
-        needed = window or 1
-        if per_copy < needed:
-            what = f"windows of {window} tokens" if window else "one piece"
-            raise ConfigError(
-                "repeat",
-                repeat,
-                f"the model has {max_positions} positions, so {what} fit at most "
-                f"{max_positions // needed} times; lower `repeat` or the `get_spans` window",
-            )
-
 
 def repeat_pieces(
     input_ids: torch.Tensor, attention_mask: torch.Tensor, repeat: int

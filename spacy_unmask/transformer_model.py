@@ -1,38 +1,46 @@
 """The thinc model: spaCy docs in, spacy-transformers' `FullTransformerBatch` out.
 
-It reuses spacy-transformers' wrapper, shim, tokenization, truncation and data
-classes; what differs is where the model comes from (`init`), the decoder module
-(`DecoderFactory`) and the piece alignment (`align_spans`).
+Built the way spacy-transformers builds its `TransformerModel` (a thinc PyTorch wrapper
+named "hf-pytorch" inside a model that cuts docs into windows and aligns pieces to tokens),
+from spacy-transformers' public data classes and thinc's own wrapper, with our shim in it
+from the start. What differs: where the model comes from (`init`, `load_decoder`), the
+decoder module (`decoder.DecoderFactory`), the shim's optimizer step and serialization
+(`DecoderShim`) and the piece alignment (`alignment.align_spans`). The little that
+spacy-transformers does not promise is reached through `seam`.
 """
 import copy
 import warnings
 from typing import Callable, List, Tuple
 
 from spacy.tokens import Doc
+from spacy.util import SimpleFrozenDict
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
-from spacy_transformers.layers._util import replace_listener
-from spacy_transformers.layers.hf_shim import HFShim
-from spacy_transformers.layers.hf_wrapper import HFWrapper
-from spacy_transformers.layers.transformer_model import (
-    TransformerModel,
-    _convert_transformer_inputs,
-    _convert_transformer_outputs,
-    huggingface_tokenize,
-    set_pytorch_transformer,
+from spacy_transformers.layers import split_trf_batch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchGradScaler,
+    PyTorchShim,
+    chain,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
 )
-from spacy_transformers.truncate import truncate_oversize_splits
-from thinc.api import Model, get_torch_default_device, torch2xp, xp2torch
-from transformers import AutoConfig, PreTrainedTokenizerFast
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
 
+from . import seam
 from .alignment import align_spans
-from .decoder import DecoderFactory, DecoderSettings
+from .checks import check_model
+from .decoder import DecoderFactory
 from .loading import load_config, load_tokenizer, load_weights, resolve_source
 from .optimizer import TorchAdam, mirror_refusal, notify_fallback
 from .quantization import load_kwargs
+from .settings import DecoderSettings
 
 
-class DecoderShim(HFShim):
-    """spacy-transformers' shim, with the decoder's optimizer step done by torch.
+class DecoderShim(PyTorchShim):
+    """thinc's PyTorch shim for the decoder: its optimizer step done by torch, and saved in
+    spacy-transformers' `HFShim` format (`seam.shim_to_bytes`).
 
     `finish_update` gets spaCy's thinc optimizer (`[training.optimizer]`). When it is
     an Adam that `TorchAdam` can mirror, the step runs as torch's fused Adam on the
@@ -40,20 +48,43 @@ class DecoderShim(HFShim):
     through thinc, one parameter at a time, as in thinc's own shim.
     """
 
+    def __init__(self, hf_objects: HFObjects, factory: DecoderFactory, grad_scaler_config: dict):
+        self.hf_objects = hf_objects
+        self.factory = factory
+        # thinc's shim would autocast to float16 on a GPU only: the decoder autocasts itself,
+        # to bfloat16, on a GPU or a CPU that has it (`DecoderEncoder._autocast`).
+        super().__init__(hf_objects.transformer, mixed_precision=False,
+                         grad_scaler=PyTorchGradScaler(**grad_scaler_config))
+
+    def set_model(self, hf_objects: HFObjects) -> None:
+        self.hf_objects = hf_objects
+        self._model = hf_objects.transformer
+
     def to_bytes(self):
+        if self._model is None:
+            init_configs = {"_init_tokenizer_config": self.hf_objects._init_tokenizer_config,
+                            "_init_transformer_config": self.hf_objects._init_transformer_config}
+            return seam.shim_to_bytes(None, None, None, init_configs)
         # The weights are saved in the storage precision (bfloat16 unless
         # `inference_dtype = "float32"`), the live module untouched.
-        if self._model is None:
-            return super().to_bytes()
         with self._model.stored():
-            return super().to_bytes()
+            state = self._model.state_dict()
+        return seam.shim_to_bytes(self._model.config, state, self.hf_objects.tokenizer, {})
 
     def from_bytes(self, bytes_data):
+        device = get_torch_default_device()
+        saved = seam.shim_from_bytes(bytes_data, device)
+        if saved["config"] is None:
+            init = saved["init_configs"]
+            self.hf_objects = HFObjects(None, None, None, init["_init_tokenizer_config"], init["_init_transformer_config"])
+            return self
+        module = self.factory.from_config(saved["config"])
+        module.load_state_dict(saved["state"])
+        module.to(device)
+        self.set_model(HFObjects(saved["tokenizer"], module, None, SimpleFrozenDict(), SimpleFrozenDict()))
         # A pipeline loaded from disk: its decoder runs in the precision `inference_dtype`
         # picks for this device (bf16 where native), decided here, once per load.
-        super().from_bytes(bytes_data)
-        if self._model is not None:
-            self._model.run_loaded(get_torch_default_device())
+        module.run_loaded(device)
         return self
 
     def finish_update(self, optimizer) -> None:
@@ -91,8 +122,34 @@ class DecoderShim(HFShim):
                 param.grad.copy_(returned)
 
 
-class DecoderTransformerModel(TransformerModel):
-    """A `TransformerModel` whose transformer is a decoder LLM with unmasked layers."""
+def to_torch(model: Model, wordpieces: WordpieceBatch, is_train: bool):
+    """thinc's wrapper's `convert_inputs`: the pieces as the decoder's keyword arguments."""
+    device = model.shims[0].hf_objects.transformer.device
+    kwargs = {
+        "input_ids": xp2torch(wordpieces.input_ids, device=device),
+        "attention_mask": xp2torch(wordpieces.attention_mask, device=device),
+    }
+    return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
+
+
+def from_torch(model: Model, inputs_outputs, is_train: bool):
+    """thinc's wrapper's `convert_outputs`: the decoder's output as is; its gradient flows
+    back into the last hidden state."""
+    _, output = inputs_outputs
+
+    def backprop(d_output) -> ArgsKwargs:
+        return ArgsKwargs(args=(output.last_hidden_state,), kwargs={"grad_tensors": d_output.values()})
+
+    return output, backprop
+
+
+class DecoderTransformerModel(Model):
+    """The model of spaCy's `transformer` component: a decoder LLM with unmasked layers.
+
+    It offers what the stock component and its listeners use of spacy-transformers'
+    `TransformerModel`: the `tokenizer` and `transformer` properties, the init configs,
+    and the `set_transformer` / `replace_listener` / `replace_listener_cfg` attributes.
+    """
 
     def __init__(
         self,
@@ -104,25 +161,16 @@ class DecoderTransformerModel(TransformerModel):
         grad_scaler_config: dict,
     ):
         hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
-        # spacy-transformers' own wrapper, with our shim in place of its HFShim. thinc's
-        # shim would autocast to float16 on a GPU only: the decoder autocasts itself, to
-        # bfloat16, on a GPU or a CPU that has it (`DecoderEncoder._autocast`).
-        shim_args = dict(
-            mixed_precision=False,
-            config_cls=AutoConfig,
-            model_cls=DecoderFactory(settings),
-            tokenizer_cls=PreTrainedTokenizerFast,
+        shim = DecoderShim(hf_objects, DecoderFactory(settings), dict(grad_scaler_config))
+        # The layer names are part of a saved pipeline's structure: thinc checks them on load.
+        wrapper = Model(
+            "hf-pytorch",
+            pytorch_forward,
+            attrs={"convert_inputs": to_torch, "convert_outputs": from_torch},
+            shims=[shim],
+            dims={"nI": None, "nO": None},
         )
-        wrapper = HFWrapper(
-            hf_objects,
-            convert_inputs=_convert_transformer_inputs,
-            convert_outputs=_convert_transformer_outputs,
-            grad_scaler_config=dict(grad_scaler_config),
-            **shim_args,
-        )
-        wrapper.shims[0] = DecoderShim(hf_objects, grad_scaler_config=dict(grad_scaler_config), **shim_args)
-        Model.__init__(
-            self,
+        super().__init__(
             "decoder-transformer",
             forward,
             init=init,
@@ -132,15 +180,36 @@ class DecoderTransformerModel(TransformerModel):
                 "get_spans": get_spans,
                 "name": name,
                 "settings": settings,
-                "set_transformer": set_pytorch_transformer,
+                "set_transformer": set_transformer,
                 "has_transformer": False,
-                "flush_cache_chance": 0.0,
                 "replace_listener": replace_listener,
                 "replace_listener_cfg": replace_listener_cfg,
                 "truncation_warned": False,
             },
         )
         self._construction = (tokenizer_config, transformer_config, grad_scaler_config)
+
+    @property
+    def shim(self) -> DecoderShim:
+        return self.layers[0].shims[0]
+
+    @property
+    def tokenizer(self):
+        return self.shim.hf_objects.tokenizer
+
+    @property
+    def transformer(self):
+        return self.shim.hf_objects.transformer
+
+    # The stock `transformer` component reads these when it converts a pipeline folder of
+    # spacy-transformers 1.0.
+    @property
+    def _init_tokenizer_config(self) -> dict:
+        return self.shim.hf_objects._init_tokenizer_config
+
+    @property
+    def _init_transformer_config(self) -> dict:
+        return self.shim.hf_objects._init_transformer_config
 
     def copy(self):
         copied = DecoderTransformerModel(
@@ -150,6 +219,21 @@ class DecoderTransformerModel(TransformerModel):
         copied.layers[0] = copy.deepcopy(self.layers[0])
         copied.attrs["has_transformer"] = self.attrs["has_transformer"]
         return copied
+
+
+def set_transformer(model: DecoderTransformerModel, hf_objects: HFObjects) -> None:
+    """Put a loaded decoder (`load_decoder`) into the model."""
+    if model.attrs["has_transformer"]:
+        raise ValueError("Cannot set a second transformer.")
+    model.shim.set_model(hf_objects)
+    model.attrs["has_transformer"] = True
+    model.set_dim("nO", hf_objects.transformer.config.hidden_size)
+
+
+def replace_listener(model: DecoderTransformerModel) -> Model:
+    """A listener's own copy of the decoder (`nlp.replace_listeners`): the model, then the
+    split of its batch into one output a doc, as spacy-transformers nests it."""
+    return chain(model, split_trf_batch())
 
 
 def replace_listener_cfg(tok2vec_model_cfg: dict, listener_model_cfg: dict) -> dict:
@@ -167,13 +251,12 @@ def load_decoder(name: str, settings: DecoderSettings, tok_cfg: dict, trf_cfg: d
     """Tokenizer and ready decoder module from a local folder or .gguf file."""
     source = resolve_source(name)
     config = load_config(source, settings.n_layers, trf_cfg)
-    settings.check(config)
+    check_model(settings, config)
     tokenizer = load_tokenizer(source, tok_cfg)
     device = get_torch_default_device()
     quantization = load_kwargs(settings.quantization, device, config) if settings.quantization is not None else None
     weights = load_weights(source, config, settings.attn_implementation, settings.torch_dtype, quantization)
-    factory = DecoderFactory(settings)
-    module = factory.wrap(weights)
+    module = DecoderFactory(settings).wrap(weights)
     module.to(device)
     return HFObjects(tokenizer, module, None, tok_cfg, trf_cfg)
 
@@ -204,7 +287,7 @@ def forward(model: DecoderTransformerModel, docs: List[Doc], is_train: bool) -> 
     if not flat_spans:
         # Only empty docs: nothing to run, and nothing to backpropagate.
         return FullTransformerBatch.empty(len(docs)), lambda d_output: docs
-    batch_encoding = huggingface_tokenize(model.tokenizer, [span.text for span in flat_spans])
+    batch_encoding = seam.tokenize(model.tokenizer, [span.text for span in flat_spans])
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
     align = align_spans(flat_spans, batch_encoding["offset_mapping"])
     limit = max_pieces(model)
@@ -215,7 +298,7 @@ def forward(model: DecoderTransformerModel, docs: List[Doc], is_train: bool) -> 
             "Use a smaller `get_spans` window."
         )
         model.attrs["truncation_warned"] = True
-    wordpieces, align = truncate_oversize_splits(wordpieces, align, limit)
+    wordpieces, align = seam.truncate(wordpieces, align, limit)
     model_output, bp_tensors = model.layers[0](wordpieces, is_train)
     output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
 

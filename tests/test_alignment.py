@@ -1,11 +1,10 @@
 """Every spaCy token aligns to the pieces that cover its own characters."""
 import pytest
 import spacy
-from spacy_transformers.align import get_alignment_via_offset_mapping
-from spacy_transformers.layers.transformer_model import huggingface_tokenize
 
 from spacy_unmask.alignment import align_spans, trim_offsets
 from spacy_unmask.loading import prepare_tokenizer
+from spacy_unmask.seam import align_by_offsets, tokenize
 
 from .conftest import build_sentencepiece_tokenizer, build_tokenizer
 
@@ -31,7 +30,7 @@ def piece_spans(nlp, texts, kind="byte-level"):
     tokenizer = prepare_tokenizer(TOKENIZERS[kind]())
     docs = [nlp.make_doc(t) for t in texts]
     spans = [doc[:] for doc in docs]
-    encoding = huggingface_tokenize(tokenizer, texts)
+    encoding = tokenize(tokenizer, texts)
     return docs, spans, encoding
 
 
@@ -94,7 +93,7 @@ def test_untrimmed_offsets_would_attach_pieces_to_the_previous_token(nlp, kind):
     # above proves nothing.
     docs, spans, encoding = piece_spans(nlp, AWKWARD, kind)
     offsets = encoding["offset_mapping"]
-    stock = get_alignment_via_offset_mapping(spans, offsets)
+    stock = align_by_offsets(spans, offsets)
     assert check(docs, spans, offsets, stock) != []
 
 

@@ -10,7 +10,7 @@ import spacy
 import spacy_unmask
 from spacy.tokens import DocBin
 
-from spacy_unmask.annotate import InputError, OutputError
+from spacy_unmask.annotate import InputError, OutputError, PipelineLoadError, UsageError
 from spacy_unmask.annotate.inputs import read_blocks
 
 from .apply_util import ROOT, TEXTS, apply, shard_rows, write_jsonl
@@ -160,9 +160,9 @@ def test_another_jobs_output_is_refused_unless_forced_and_a_bad_model_is_named(t
         apply(trained_tiny_pipeline, second, tmp_path / "out")
     apply(trained_tiny_pipeline, second, tmp_path / "out", force=True)
     assert [row["text"] for row in shard_rows(tmp_path / "out")] == TEXTS[5:9]
-    with pytest.raises(OutputError, match="'no_such_pipeline' is neither an installed pipeline"):
+    with pytest.raises(PipelineLoadError, match="'no_such_pipeline' is neither an installed pipeline"):
         apply("no_such_pipeline", first, tmp_path / "other")
     with pytest.raises(InputError, match="no such file"):
         list(read_blocks(tmp_path / "missing.jsonl", 4))
-    with pytest.raises(ValueError, match="--workers 0"):
+    with pytest.raises(UsageError, match="--workers 0"):
         apply(trained_tiny_pipeline, first, tmp_path / "zero", workers=0)

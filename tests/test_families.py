@@ -12,7 +12,8 @@ from spacy.training import Example
 
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.families import FAMILIES as SUPPORTED
-from spacy_unmask.lora import LoraSettings, apply_lora
+from spacy_unmask.lora import apply_lora
+from spacy_unmask.settings import LoraSettings
 from transformers import AutoModel
 
 from .conftest import FAMILIES

@@ -4,11 +4,12 @@ import shutil
 
 import pytest
 
-from spacy_unmask.decoder import DecoderSettings
+from spacy_unmask.checks import check_model
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.loading import load_config, load_tokenizer, load_weights, resolve_source
-from spacy_unmask.lora import LoraSettings, apply_lora
+from spacy_unmask.lora import apply_lora
+from spacy_unmask.settings import DecoderSettings, LoraSettings
 
 
 @pytest.fixture
@@ -87,4 +88,4 @@ def test_lora_targets_must_be_linear_layers(tiny_llama):
 def test_halves_of_a_one_layer_decoder_are_refused(tiny_llama):
     settings = DecoderSettings(unmask=LayerGroups.parse("first_half"), n_layers=1)
     with pytest.raises(ConfigError, match=r"unmask='first_half'.*at least 2 layers"):
-        settings.check(load_config(resolve_source(tiny_llama), 1))
+        check_model(settings, load_config(resolve_source(tiny_llama), 1))

@@ -3,11 +3,13 @@ import pytest
 import torch
 from transformers import AutoModel, GPT2Config
 
-from spacy_unmask.decoder import DecoderFactory, DecoderSettings
+from spacy_unmask.checks import check_model
+from spacy_unmask.decoder import DecoderFactory
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.families import SUPPORTED_MODEL_TYPES, sliding_windows
 from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.loading import load_config, load_weights, resolve_source
+from spacy_unmask.settings import DecoderSettings
 
 from .conftest import FAMILIES, N_LAYERS, SLIDING_WINDOW, build_model_dir
 
@@ -21,7 +23,7 @@ def encoder(folder, unmask, attn="sdpa", n_layers=None):
     settings = DecoderSettings(unmask=LayerGroups.parse(unmask), n_layers=n_layers, attn_implementation=attn)
     source = resolve_source(folder)
     config = load_config(source, n_layers)
-    settings.check(config)
+    check_model(settings, config)
     return DecoderFactory(settings).wrap(load_weights(source, config, attn)).eval()
 
 
@@ -141,7 +143,7 @@ def test_soft_capped_attention_under_sdpa_is_refused_naming_eager(tiny_dirs):
     source = resolve_source(tiny_dirs["gemma2"])
     settings = DecoderSettings(unmask=LayerGroups.parse("second_half"), attn_implementation="sdpa")
     with pytest.raises(ConfigError, match=r"attn_implementation='sdpa'.*\"eager\".*attn_logit_softcapping = 50.0"):
-        settings.check(load_config(source))
+        check_model(settings, load_config(source))
 
 
 def assert_padding_invariant(model):

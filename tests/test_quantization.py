@@ -11,6 +11,7 @@ import spacy
 import torch
 
 from spacy_unmask import quantization as quantization_module
+from spacy_unmask.settings import QuantizationSettings
 from spacy_unmask.errors import ConfigError
 
 from .conftest import FAMILIES
@@ -129,7 +130,7 @@ def test_without_bitsandbytes_installed_the_error_names_the_package(tiny_llama, 
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_bitsandbytes)
-    settings = quantization_module.QuantizationSettings()
+    settings = QuantizationSettings()
     with pytest.raises(ConfigError, match=r"bitsandbytes package.*spacy-unmask\[quantization\]"):
         quantization_module.check_bitsandbytes(settings, torch.device("cpu"))
 

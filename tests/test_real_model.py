@@ -5,12 +5,12 @@ import torch
 from transformers import AutoModel
 
 from spacy_unmask.loading import load_tokenizer, resolve_source
+from spacy_unmask.seam import tokenize
 
 from .conftest import smollm2_dir
 from .pipelines import build_nlp, train
 from .test_alignment import AWKWARD, check
 from spacy_unmask.alignment import align_spans, trim_offsets
-from spacy_transformers.layers.transformer_model import huggingface_tokenize
 
 pytestmark = pytest.mark.skipif(
     not (smollm2_dir() / "config.json").is_file(),
@@ -32,7 +32,7 @@ def test_real_pieces_align_to_their_own_tokens():
     tokenizer = load_tokenizer(resolve_source(smollm2_dir()))
     docs = [nlp.make_doc(t) for t in AWKWARD]
     spans = [d[:] for d in docs]
-    encoding = huggingface_tokenize(tokenizer, AWKWARD)
+    encoding = tokenize(tokenizer, AWKWARD)
     offsets = encoding["offset_mapping"]
     assert check(docs, spans, trim_offsets(spans, offsets), align_spans(spans, offsets)) == []
 

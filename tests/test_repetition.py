@@ -3,10 +3,11 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from spacy_unmask.decoder import DecoderFactory, DecoderSettings
+from spacy_unmask.decoder import DecoderFactory
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.repetition import repeat_pieces
+from spacy_unmask.settings import DecoderSettings
 
 from .pipelines import build_nlp, train
 from .test_masking import assert_padding_invariant

@@ -18,10 +18,10 @@ from .inputs import InputError, count_documents, input_files, read_blocks
 from .lock import OutputLock
 from .shards import OutputError, ShardStore
 from .stopping import JobInterrupted, StopSignals
-from .workers import RESUME, PipelineLoadError, WorkerError
+from .workers import RESUME, PipelineLoadError, UsageError, WorkerError
 
-__all__ = ["BACKENDS", "InputError", "JobInterrupted", "OutputError", "PipelineLoadError", "WorkerError",
-           "apply_pipeline"]
+__all__ = ["BACKENDS", "InputError", "JobInterrupted", "OutputError", "PipelineLoadError", "UsageError",
+           "WorkerError", "apply_pipeline"]
 logger = logging.getLogger("spacy_unmask.annotate")
 
 
@@ -29,7 +29,7 @@ def check_model(model: str) -> None:
     """Fail here, not in a worker, when MODEL is neither an installed pipeline nor a pipeline folder."""
     if spacy.util.is_package(model) or (Path(model) / "config.cfg").is_file():
         return
-    raise OutputError(f"MODEL {model!r} is neither an installed pipeline package nor a folder with a config.cfg")
+    raise PipelineLoadError(f"MODEL {model!r} is neither an installed pipeline package nor a folder with a config.cfg")
 
 
 def file_fingerprint(path: Path) -> list:

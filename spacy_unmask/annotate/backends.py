@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from .annotator import annotate_block, load_pipeline
 from .inputs import Block
 from .shards import ShardResult
+from .workers import UsageError
 
 BACKENDS = ("local", "ray")
 
@@ -36,9 +37,9 @@ class InProcess:
 def make_backend(backend: str, model: str, batch_size: int, workers: int, gpu_id: int = -1,
                  address: Optional[str] = None):
     if backend not in BACKENDS:
-        raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers {workers!r}: must be a positive integer")
+        raise UsageError(f"--workers {workers!r}: must be a positive integer")
     if backend == "ray":
         from .ray_backend import RayActors
 

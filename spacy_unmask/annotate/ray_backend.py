@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from .annotator import annotate_block, load_pipeline
 from .inputs import Block
 from .shards import ShardResult
-from .workers import MAX_RETRIES, RESUME, PipelineLoadError, WorkerError, threads_per_worker
+from .workers import MAX_RETRIES, RESUME, PipelineLoadError, UsageError, WorkerError, threads_per_worker
 
 
 class ShardAnnotator:
@@ -51,12 +51,12 @@ class RayActors:
         try:
             import ray
         except ImportError as err:
-            raise ValueError("--backend ray needs Ray Data: pip install 'spacy-unmask[ray]'") from err
+            raise UsageError("--backend ray needs Ray Data: pip install 'spacy-unmask[ray]'") from err
 
         self.ray = ray
         self.started = not ray.is_initialized()
         if not self.started and address:
-            raise ValueError(f"--address {address}: Ray is already initialized in this process, so it cannot join another cluster")
+            raise UsageError(f"--address {address}: Ray is already initialized in this process, so it cannot join another cluster")
         if self.started:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)

@@ -18,6 +18,11 @@ class WorkerError(RuntimeError):
     """A worker died more often than the retries allow, or failed on a block."""
 
 
+class UsageError(ValueError):
+    """An argument of the job that cannot be used (`--backend`, `--workers`, `--address`, an
+    extra that is not installed)."""
+
+
 class PipelineLoadError(ValueError):
     """MODEL could not be loaded (in this process or in a worker); carries the loader's error."""
 
