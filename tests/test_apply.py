@@ -43,7 +43,8 @@ def test_spacys_cli_loads_our_command_without_the_model_libraries():
     probe = ("import sys; from spacy.cli._util import setup_cli; import spacy_unmask.cli, spacy_unmask; "
              "heavy = sorted({'transformers', 'peft', 'bitsandbytes', 'spacy_unmask.decoder'} & set(sys.modules)); "
              "assert not heavy, heavy; "
-             "assert spacy_unmask.DecoderSettings.__module__ == 'spacy_unmask.decoder'; "
+             "assert spacy_unmask.DecoderSettings.__module__ == 'spacy_unmask.settings'; "
+             "assert spacy_unmask.DecoderEncoder.__module__ == 'spacy_unmask.decoder'; "
              "assert 'transformers' in sys.modules")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
