@@ -32,13 +32,15 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
+from spacy_unmask import forking
+from spacy_unmask.annotate import apply_pipeline
+from spacy_unmask.annotate.workers import cores, threads_per_worker
+from spacy_unmask.pieces import piece_counts
+
+from benchmarking import compute_precision
+from roofline import DecoderFlops, matmul_speeds
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from spacy_unmask.annotate import apply_pipeline  # noqa: E402
-from spacy_unmask import forking  # noqa: E402
-from spacy_unmask.annotate.workers import cores, threads_per_worker  # noqa: E402
-from benchmarking import compute_precision, piece_counts  # noqa: E402
-from roofline import DecoderFlops, matmul_speeds  # noqa: E402
 
 # (name, backend, workers, torch threads of an in-process run, the pipeline loaded as shipped
 # ("as loaded") or in float32): the 1-thread row shows how much of the machine one process
@@ -118,7 +120,7 @@ def main() -> int:
     trf = nlp.get_pipe("transformer").model
     module = trf.transformer
     precisions = {"as loaded": compute_precision(module), "fp32": "fp32"}
-    flops = DecoderFlops(module, trf.attrs["settings"].repeat).total(piece_counts(trf.tokenizer, texts), training=False)
+    flops = DecoderFlops(module, trf.attrs["settings"].repeat).total(piece_counts(trf.tokenizer, texts, truncate=True), training=False)
     speeds = matmul_speeds(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         # the same stored weights, loaded in float32 (exact: bf16 widens to fp32 losslessly)

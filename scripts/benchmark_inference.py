@@ -22,7 +22,6 @@ measurement runs in a process of its own (so each has its own peak memory), alte
 loads every measurement's pipeline with that config value changed (repeatable).
 """
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,44 +30,17 @@ import spacy
 import torch
 from thinc.api import Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import (  # noqa: E402
-    alternate, compute_precision, fastest, peak_matmul, piece_counts, read_tweets, report_child, roofline_fractions,
+from spacy_unmask.pieces import piece_counts
+
+from benchmarking import (
+    alternate, compute_precision, fastest, peak_matmul, read_tweets, report_child, roofline_fractions,
     synchronize, use_device, write_result,
 )
-from roofline import DecoderFlops, matmul_speeds  # noqa: E402
+from pipeline_config import decoder_ner_config
+from roofline import DecoderFlops, matmul_speeds
 
 # measurement -> the `inference_dtype` it loads the pipeline with (None: as its config says)
 MODES = {"pipe": None, "pipe_fp32": "float32", "bare_fp32": "float32", "bare_bf16": "bfloat16"}
-
-PIPELINE_CONFIG = """
-[nlp]
-lang = "en"
-pipeline = ["transformer", "ner"]
-[components]
-[components.transformer]
-factory = "transformer"
-[components.transformer.model]
-@architectures = "spacy-unmask.DecoderTransformer.v1"
-name = "{name}"
-unmask = "{unmask}"
-n_layers = {n_layers}
-repeat = {repeat}
-[components.ner]
-factory = "ner"
-[components.ner.model]
-@architectures = "spacy.TransitionBasedParser.v2"
-state_type = "ner"
-extra_state_tokens = false
-hidden_width = 64
-maxout_pieces = 2
-use_upper = false
-[components.ner.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-[components.ner.model.tok2vec.pooling]
-@layers = "reduce_mean.v1"
-"""
 
 
 def is_model_folder(target: str) -> bool:
@@ -78,15 +50,16 @@ def is_model_folder(target: str) -> bool:
 
 def build_pipeline(model: str, unmask: str, n_layers, repeat: int, output: Path) -> None:
     """A transformer + (untrained) ner pipeline around a model folder, saved to `output`."""
-    config = Config().from_str(
-        PIPELINE_CONFIG.format(name=model, unmask=unmask, n_layers="null" if n_layers is None else n_layers, repeat=repeat)
-    )
+    layers = "null" if n_layers is None else n_layers
+    config = Config().from_str(decoder_ner_config(model, unmask, decoder_lines=f"n_layers = {layers}\nrepeat = {repeat}"))
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     nlp.initialize(lambda: [spacy.training.Example.from_dict(nlp.make_doc("Hi Paris"), {})])
     nlp.to_disk(output)
 
 
-def load_pipeline(target: str, inference_dtype, settings=()):
+def load_with_overrides(target: str, inference_dtype, settings=()):
+    """`spacy.load` with `settings` ("KEY=VALUE" config overrides) and the `inference_dtype` of a
+    measurement (None: as the pipeline's config says)."""
     overrides = dict(setting.split("=", 1) for setting in settings)
     if inference_dtype is not None:
         overrides["components.transformer.model.inference_dtype"] = inference_dtype
@@ -104,7 +77,7 @@ def child(args) -> None:
     """One measurement (`pipe` or `bare`) in this process; prints its JSON line."""
     device = use_device(args.gpu_id)
     torch.manual_seed(0)
-    nlp = load_pipeline(args.target, MODES[args.child], args.set)
+    nlp = load_with_overrides(args.target, MODES[args.child], args.set)
     model = nlp.get_pipe("transformer").model
     texts = read_tweets(args.texts)
     batches = [texts[i : i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
@@ -124,7 +97,7 @@ def child(args) -> None:
     run = pipe if args.child.startswith("pipe") else bare
     run(batches[:2])  # warm-up
     seconds = min(timed(lambda: run(batches)) for _ in range(args.passes))
-    lengths = piece_counts(tokenizer, texts)
+    lengths = piece_counts(tokenizer, texts, truncate=True)
     report_child({
         "seconds": seconds,
         "flops": DecoderFlops(module, model.attrs["settings"].repeat).total(lengths, training=False),

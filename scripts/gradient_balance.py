@@ -23,8 +23,7 @@ from spacy.cli._util import parse_config_overrides
 from spacy.training.loop import train_while_improving
 from spacy_transformers.layers import TransformerListener
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_training import build  # noqa: E402
+from benchmark_training import build
 
 
 def watch_listeners(nlp) -> dict:

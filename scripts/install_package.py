@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_assets import default_cache  # noqa: E402
+from fetch_assets import default_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = r"""

@@ -13,6 +13,8 @@ from typing import Callable, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from spacy_unmask.pieces import piece_counts
+
 BATCH_SIZE = 16
 
 
@@ -29,7 +31,7 @@ def piece_labels(text: str, entities: Sequence[Tuple[int, int, str]], offsets, l
 def reference_batches(examples, tokenizer, seed: int = 0):
     """One epoch of length-sorted batches of `BATCH_SIZE` (texts, entities), in a seeded order."""
     items = [(eg.reference.text, [(e.start_char, e.end_char, e.label_) for e in eg.reference.ents]) for eg in examples]
-    lengths = [len(ids) for ids in tokenizer([text for text, _ in items], truncation=True)["input_ids"]]
+    lengths = piece_counts(tokenizer, [text for text, _ in items], truncate=True)
     order = sorted(range(len(items)), key=lambda i: lengths[i])
     batches = [[items[i] for i in order[k : k + BATCH_SIZE]] for k in range(0, len(order), BATCH_SIZE)]
     random.Random(seed).shuffle(batches)

@@ -10,20 +10,16 @@ with its config's digest: a run of an older recipe is retrained) and rebuilds `O
 layers, 3 steps a run, seed 0 only, so every stage answers after one run an arm.
 """
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from spacy.cli.evaluate import evaluate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_plan import Arm, Plan, digest, run_config  # noqa: E402
-from study_report import write_report  # noqa: E402
-from sweep import child_cpu_seconds, corpus_paths, log, machine_busy_seconds, other_cpu_seconds, read_run  # noqa: E402
+from runs import corpus_paths, log, read_run, train, write_run
+from study_plan import Arm, Plan, digest, run_config
+from study_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT_SCORES = ("ents_p", "ents_r", "ents_f", "spans_sc_p", "spans_sc_r", "spans_sc_f")
@@ -78,35 +74,27 @@ class Study:
         cmd = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(model_dir),
                "--paths.train", str(self.paths["train"]), "--paths.dev", str(self.paths["dev"]),
                "--system.seed", str(seed), *(QUICK if self.quick else [])]
-        log(f"training {name}")
-        start, cpu_start, busy_start = time.perf_counter(), child_cpu_seconds(), machine_busy_seconds()
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        seconds, cpu_seconds = time.perf_counter() - start, child_cpu_seconds() - cpu_start
-        busy_end = machine_busy_seconds()
-        if result.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        trained = train(name, cmd, ROOT)
         best = model_dir / "model-best"
         scores = {part: evaluate(str(best), self.paths[part], silent=True) for part in ("dev", "test")}
         record = {
             "run": name, "arm": arm.name, "settings": {**vars(arm)}, "heads": arm.heads, "family": arm.family,
             "seed": seed, "recipe": recipe, "quick": self.quick,
-            "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+            "train_seconds": round(trained.seconds, 1), "train_cpu_seconds": round(trained.cpu_seconds, 1),
             # CPU seconds other processes took meanwhile: the timing is the run's own only when small
-            "other_cpu_seconds": other_cpu_seconds(busy_start, busy_end, cpu_seconds),
+            "other_cpu_seconds": trained.other_cpu_seconds,
             "cpu_count": os.cpu_count(),
             # the checkpoint spaCy kept: its step tells whether the last evaluated step won
-            "best_step": best_step(result.stdout),
+            "best_step": best_step(trained.stdout),
             "dev": scores_of(scores["dev"], per_type=False),
             "test": scores_of(scores["test"], per_type=True),
             "test_words_per_s": round(scores["test"]["speed"], 1),
         }
-        partial = target.with_name(target.name + ".part")
-        partial.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(partial, target)
+        write_run(target, record)
         shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB
         dev = record["dev"]
         log(f"{name}: dev NER {dev['ents_f']:.3f} SpanCat {dev.get('spans_sc_f', float('nan')):.3f}, "
-            f"test NER {record['test']['ents_f']:.3f}, {seconds:.0f} s")
+            f"test NER {record['test']['ents_f']:.3f}, {trained.seconds:.0f} s")
         write_report(self.out, self.quick)
         return record
 

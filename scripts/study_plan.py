@@ -11,7 +11,7 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
    the fixed schedule with spancat's listener gradient scaled down. The joint variants' best on
    dev is the recipe the next stages build on.
 2. epochs: 3 / 5 / 8 epochs' worth of steps.
-3. rate: the decoder's learning rate at those epochs (`sweep.choose_rate`).
+3. rate: the decoder's learning rate at those epochs (`sweep_plan.choose_rate`).
 4. depth: 15 / 22 / 30 decoder layers.
 5. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
 6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from thinc.api import Config
 
-from sweep import SEEDS, choose_rate
+from sweep_plan import SEEDS, choose_rate
 from sweep_recipe import ner_only
 
 ROOT = Path(__file__).resolve().parent.parent

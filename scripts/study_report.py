@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from study_plan import Arm, Plan, dev_score, digest, run_config
-from sweep import read_run
+from runs import read_run
 
 COLUMNS = [("dev", "ents_f"), ("dev", "spans_sc_f"), ("test", "ents_f"), ("test", "spans_sc_f")]
 

@@ -4,7 +4,7 @@
 
 Every run is `spacy train` on a config derived from `configs/cpu.cfg` (scripts/sweep_recipe.py:
 same decoder, epochs, batches and schedule, NER only), scored on dev and test. In order:
-1. the decoder's learning rate, chosen on dev (`choose_rate`): seed 0 over a 1-2-5 grid,
+1. the decoder's learning rate, chosen on dev (`choose_rate`, scripts/sweep_plan.py): seed 0 over a 1-2-5 grid,
    widened while the best rate sits at an edge, then seeds 1 and 2 for the two best rates, and
    the rate with the better mean dev F1 over the 3 seeds wins (so a rate that collapses on one
    seed loses to a steadier one);
@@ -19,12 +19,9 @@ an older recipe is retrained) and rebuilds `OUT.md` and `OUT.png` (scripts/sweep
 """
 import argparse
 import json
-import math
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,134 +30,19 @@ import spacy
 from spacy.cli.evaluate import evaluate
 from spacy.tokens import DocBin
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep_recipe import write_family_configs  # noqa: E402
+from runs import corpus_paths, log, read_run, train, write_run
+from sweep_plan import LORA_SPECS, SPECS, choose_rate, grid_of, seeds_of, spec_settings
+from sweep_recipe import write_family_configs
+from sweep_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ["none", "all", "first_half", "second_half", "1000", "0100", "0010", "0001", "repeat2"]
-LORA_SPECS = ["none", "second_half", "all"]
-# starting grids (1-2-5 steps); `choose_rate` widens one that peaks at an edge
-GRID = {
-    "decoder": [1e-4, 2e-4, 5e-4],  # full fine-tuning; the shipped rate is 2e-4
-    "lora": [5e-4, 1e-3, 2e-3],  # adapters and the ner head
-    "minilm": [1e-4, 2e-4, 5e-4],
-    "tok2vec": [1e-3, 2e-3, 5e-3],
-}
 LR_KEY = "training.optimizer.learn_rate.initial_rate"
-SEEDS = (0, 1, 2)
-MAX_RATES = 6  # a grid is widened at most to this many rates
-
-
-def grid_of(family: str, quick: bool) -> list:
-    """The starting rates of `family`; --quick checks the machinery with the middle one."""
-    return GRID[family][1:2] if quick else GRID[family]
-
-
-def seeds_of(quick: bool) -> tuple:
-    return SEEDS[:1] if quick else SEEDS
-
-
-def log(message: str) -> None:
-    print(f"[sweep {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def run_id(family: str, spec: str, lr: float, seed: int, quick: bool) -> str:
     name = family if family in ("minilm", "tok2vec") else f"{family}-{spec}"
     # quick runs never stand in for real ones, even in the same folder
     return f"{name}-lr{lr:g}-s{seed}" + ("-quick" if quick else "")
-
-
-def child_cpu_seconds() -> float:
-    """User + system CPU seconds of this process's finished child processes so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def busy_seconds(line: str, ticks: int) -> float:
-    """The busy CPU seconds in /proc/stat's first (`cpu`) line: user, nice, system, irq, softirq
-    and steal (time the hypervisor gave to other guests: our runs could not use it either)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in line.split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / ticks
-
-
-def machine_busy_seconds():
-    """CPU seconds the whole machine has spent busy (all cores, every process) since boot, from
-    /proc/stat; None where there is none or it has an unexpected form."""
-    try:
-        return busy_seconds(Path("/proc/stat").read_text().split("\n", 1)[0], os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError):
-        return None
-
-
-def other_cpu_seconds(busy_start, busy_end, own: float):
-    """What other processes took while a run used `own` CPU seconds; None where /proc/stat was
-    missing or does not see this process (less than half of `own`: a sandbox's fake one)."""
-    if busy_start is None or busy_end is None or busy_end - busy_start < 0.5 * own:
-        return None
-    return round(busy_end - busy_start - own, 1)
-
-
-def read_run(path: Path):
-    """A finished run's record, or None if the file is unreadable (a crash mid-write)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def spec_settings(spec: str):
-    """(unmask, repeat) of a sweep spec: `repeat2` is repetition alone, `repeat2+X` over unmask X."""
-    if spec.startswith("repeat2"):
-        return (spec.split("+", 1)[1] if "+" in spec else "none"), 2
-    return spec, 1
-
-
-def neighbour_rate(rate: float, up: bool) -> float:
-    """The next rate on the 1-2-5 series above or below `rate`."""
-    exponent = math.floor(math.log10(rate) + 1e-9)
-    series = [1, 2, 5]
-    position = min(range(3), key=lambda i: abs(series[i] * 10**exponent - rate)) + (1 if up else -1)
-    exponent += position // 3
-    return float(f"{series[position % 3]}e{exponent}")
-
-
-def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES):
-    """The learning rate of one family, and whether the choice is final.
-
-    `get(lr, seed)` returns that run's record (training it if need be) or None when it is
-    not available; the choice then stops early and is provisional. Seed 0 runs over the grid,
-    which is widened by one 1-2-5 step while its best rate is the highest or lowest tried;
-    the two best rates on seed 0 then run every seed, and the one with the higher mean dev F1
-    wins (widened again if that one sits at an edge).
-    """
-    rates = sorted(grid)
-
-    def widened(rate):
-        if len(rates) >= max_rates or rate not in (rates[0], rates[-1]) or len(rates) == 1:
-            return False
-        rates.insert(0, neighbour_rate(rates[0], up=False)) if rate == rates[0] else rates.append(neighbour_rate(rates[-1], up=True))
-        return True
-
-    while True:
-        first = {lr: get(lr, 0) for lr in rates}
-        done = {lr: r for lr, r in first.items() if r is not None}
-        if not done:
-            return None, False
-        ranked = sorted(done, key=lambda lr: -done[lr]["dev"]["ents_f"])
-        if len(done) < len(rates):
-            return ranked[0], False
-        if widened(ranked[0]):
-            continue
-        means = {}
-        for lr in ranked[:2]:
-            runs = [get(lr, seed) for seed in seeds]
-            if any(r is None for r in runs):
-                return ranked[0], False
-            means[lr] = statistics.mean(r["dev"]["ents_f"] for r in runs)
-        chosen = max(means, key=means.get)
-        if widened(chosen):
-            continue
-        return chosen, True
 
 
 def overrides(family: str, spec: str, lr: float, seed: int, quick: bool) -> list:
@@ -175,21 +57,6 @@ def overrides(family: str, spec: str, lr: float, seed: int, quick: bool) -> list
         args += ["--training.max_steps", "3", "--training.eval_frequency", "3", "--training.max_epochs", "0",
                  "--training.optimizer.learn_rate.warmup_steps", "1"]
     return args
-
-
-def corpus_paths(corpus: Path, quick: bool, out: Path) -> dict:
-    missing = [p for p in ("train", "dev", "test") if not (corpus / f"{p}.spacy").is_file()]
-    if missing:
-        raise SystemExit(f"{corpus / missing[0]}.spacy is missing: run `spacy project run corpus` first")
-    if not quick:
-        return {p: corpus / f"{p}.spacy" for p in ("train", "dev", "test")}
-    small = out / "corpus"
-    small.mkdir(parents=True, exist_ok=True)
-    vocab = spacy.blank("en").vocab
-    for part, n in (("train", 24), ("dev", 12), ("test", 12)):
-        docs = list(DocBin().from_disk(corpus / f"{part}.spacy").get_docs(vocab))[:n]
-        DocBin(docs=docs).to_disk(small / f"{part}.spacy")
-    return {p: small / f"{p}.spacy" for p in ("train", "dev", "test")}
 
 
 def unmasked_layers(model_path: Path) -> str:
@@ -220,13 +87,7 @@ class Sweep:
         cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(model_dir),
                "--paths.train", str(self.paths["train"]), "--paths.dev", str(self.paths["dev"]),
                *overrides(family, spec, lr, seed, self.quick)]
-        log(f"training {name}")
-        start, cpu_start, busy_start = time.perf_counter(), child_cpu_seconds(), machine_busy_seconds()
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        seconds, cpu_seconds = time.perf_counter() - start, child_cpu_seconds() - cpu_start
-        busy_end = machine_busy_seconds()
-        if result.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        trained = train(name, cmd, ROOT)
         best = model_dir / "model-best"
         scoring = time.perf_counter()
         scores = {part: evaluate(str(best), self.paths[part], silent=True) for part in ("dev", "test")}
@@ -234,14 +95,14 @@ class Sweep:
         record = {
             "run": name, "family": family, "spec": spec, "learn_rate": lr, "seed": seed, "recipe": recipe,
             "unmasked_layers": unmasked_layers(best) if family in ("decoder", "lora") else None,
-            "train_seconds": round(seconds, 1),
+            "train_seconds": round(trained.seconds, 1),
             # CPU time (user + system, all threads) of `spacy train`: unlike the wall seconds,
             # neither a paused sweep nor a shared CPU inflates it
-            "train_cpu_seconds": round(cpu_seconds, 1),
+            "train_cpu_seconds": round(trained.cpu_seconds, 1),
             "score_seconds": round(score_seconds, 1),
             # CPU seconds that other processes took while `spacy train` ran: the run's timing
             # is its own only when this is small against train_cpu_seconds
-            "other_cpu_seconds": other_cpu_seconds(busy_start, busy_end, cpu_seconds),
+            "other_cpu_seconds": trained.other_cpu_seconds,
             # the 1-minute load average as the run ended: above the core count, the CPU was shared
             "load_average": round(os.getloadavg()[0], 2),
             "cpu_count": os.cpu_count(),
@@ -251,11 +112,9 @@ class Sweep:
             "test_words_per_s": round(scores["test"]["speed"], 1),
             "quick": self.quick,
         }
-        partial = target.with_name(target.name + ".part")
-        partial.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(partial, target)
+        write_run(target, record)
         shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB
-        log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {seconds:.0f} s")
+        log(f"{name}: dev F1 {record['dev']['ents_f']:.3f}, test F1 {record['test']['ents_f']:.3f}, {trained.seconds:.0f} s")
         self.report()
         return record
 
@@ -267,8 +126,6 @@ class Sweep:
         return chosen
 
     def report(self) -> None:
-        from sweep_report import write_report
-
         write_report(self.out, self.quick)
 
 
@@ -288,8 +145,6 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "report":
-        from sweep_report import write_report
-
         write_report(args.out, args.quick)
         return 0
     sweep = Sweep(args.out, args.corpus, args.quick)

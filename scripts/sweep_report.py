@@ -4,13 +4,14 @@
 
 Only runs of the current recipe count (their `recipe` digest equals that of the config
 scripts/sweep_recipe.py derives now). A family's rate is chosen from the records with
-`sweep.choose_rate`, the rule that drove the runs; while runs are missing it is marked
+`sweep_plan.choose_rate`, the rule that drove the runs; while runs are missing it is marked
 provisional. Means are over seeds; ± is the sample standard deviation, with n.
 """
 import statistics
 from pathlib import Path
 
-from sweep import SEEDS, SPECS, choose_rate, grid_of, log, read_run, seeds_of
+from runs import log, read_run
+from sweep_plan import SEEDS, SPECS, choose_rate, grid_of, seeds_of
 from sweep_recipe import FAMILIES, digest, family_config
 
 BASELINES = ("minilm", "tok2vec")

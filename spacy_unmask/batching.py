@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, Dict, Optional
 
 from .loading import load_tokenizer, resolve_source
+from .pieces import piece_counts
 
 
 class PieceLength:
@@ -34,7 +35,7 @@ class PieceLength:
     def _count_pieces(self, text: str) -> int:
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.source, self.tokenizer_config)
-        return len(self._tokenizer(text, add_special_tokens=True)["input_ids"])
+        return piece_counts(self._tokenizer, [text])[0]
 
     def __getstate__(self):
         # picklable (spaCy may send batchers to worker processes): the cache stays here

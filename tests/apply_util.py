@@ -8,8 +8,8 @@ import spacy
 from spacy_unmask.annotate import apply_pipeline
 
 from .pipelines import TRAIN
+from .util import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [text for text, _ in TRAIN] * 6 + ["", "   ", "Obama 😀 visited Paris !", "new\u00a0line\ttab"]
 
 

@@ -1,132 +1,11 @@
-"""Tiny random decoders of every supported family and their tokenizers, built once per session.
-
-Byte-level BPE (GPT-2 style, as SmolLM2, Llama 3, Qwen, OLMo 2, Granite and SmolLM3 ship)
-for most families; SentencePiece-style BPE with `▁` pieces and byte fallback (as Gemma and
-Phi-3 ship) for those.
-"""
-import json
-import os
+"""The session's fixtures: the tiny random decoders of every supported family (tests/util.py builds
+them) and a small pipeline trained on the tiny Llama."""
 from pathlib import Path
 
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, PreTrainedTokenizerFast
-from transformers import Gemma2Config, Gemma3TextConfig, GemmaConfig, GraniteConfig, Olmo2Config, Phi3Config
-from transformers import Qwen2Config, Qwen3Config, SmolLM3Config
 
-CORPUS = [
-    "Apple opened a new store in Berlin on Monday .",
-    "Barack Obama visited Paris and London last week !",
-    "I love New York 😀 so much #nyc @user http://t.co/x",
-    "The quick brown fox jumps over the lazy dog .",
-    "Don't stop believing , said Journey in 1981 .",
-    "Microsoft and Google compete in the cloud market .",
-    "  multiple   spaces\tand\nnewlines here  ",
-]
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-N_LAYERS = 4
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite", "smollm3")
-# The families whose tokenizers are SentencePiece models: `▁` for spaces, bytes for unknown characters.
-SENTENCEPIECE = {"gemma": "never", "gemma2": "never", "gemma3_text": "never", "phi3": "first"}
-# Small enough that the tests' 8-piece inputs reach past it (see test_masking).
-SLIDING_WINDOW = 4
-
-
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A GPT-2-style byte-level BPE: offsets *not* trimmed, no pad token (as decoders ship)."""
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(CORPUS * 5, trainer)
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-
-
-def build_sentencepiece_tokenizer(prepend_scheme: str = "first") -> PreTrainedTokenizerFast:
-    """A SentencePiece-style BPE as transformers converts Llama-2 / Phi-3 ("first": a `▁` before
-    the text) or Gemma ("never") tokenizers: spaces become `▁` inside pieces, and a character
-    the vocabulary lacks falls back to one piece per UTF-8 byte (`<0xF0>` ...)."""
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=True)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    backend.train_from_iterator(CORPUS * 5, trainer)
-    spec = json.loads(backend.to_str())
-    vocab = spec["model"]["vocab"]
-    for byte in range(256):  # the byte pieces of a real SentencePiece vocabulary
-        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
-    spec["model"]["byte_fallback"] = True
-    spec["decoder"] = json.loads(decoders.Sequence([
-        decoders.Metaspace(replacement="▁", prepend_scheme=prepend_scheme), decoders.ByteFallback(), decoders.Fuse(),
-    ]).__getstate__())
-    backend = Tokenizer.from_str(json.dumps(spec))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-
-
-def tokenizer_of(family: str) -> PreTrainedTokenizerFast:
-    if family in SENTENCEPIECE:
-        return build_sentencepiece_tokenizer(SENTENCEPIECE[family])
-    return build_tokenizer()
-
-
-def tiny_config(family: str, vocab_size: int):
-    common = dict(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )
-    if family == "llama":
-        return LlamaConfig(**common)
-    if family == "mistral":
-        return MistralConfig(**common, sliding_window=None)
-    if family == "qwen2":
-        return Qwen2Config(**common)
-    if family == "qwen3":
-        return Qwen3Config(**common, head_dim=8)
-    # The quirks each family's test model must show: Gemma's head_dim apart from
-    # hidden / heads and scaled embeddings; Gemma 2's soft-capping and alternating
-    # sliding / global layers; Gemma 3's local layers with their own rotary base and
-    # q/k norms; Phi-3's fused projections; OLMo 2's post-norms; Granite's multipliers;
-    # SmolLM3's layers without rotary positions.
-    common["pad_token_id"] = 0  # the families' defaults lie outside a tiny vocabulary
-    sliding = dict(sliding_window=SLIDING_WINDOW, query_pre_attn_scalar=16, head_dim=16)
-    if family == "gemma":
-        return GemmaConfig(**common, head_dim=16)
-    if family == "gemma2":
-        return Gemma2Config(**common, **sliding, attn_logit_softcapping=50.0)
-    if family == "gemma3_text":
-        types = ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
-        return Gemma3TextConfig(**common, **sliding, layer_types=types, rope_local_base_freq=10_000.0)
-    if family == "phi3":
-        return Phi3Config(**common)
-    if family == "olmo2":
-        return Olmo2Config(**common)
-    if family == "granite":
-        return GraniteConfig(**common, embedding_multiplier=12.0, residual_multiplier=0.22,
-                             attention_multiplier=1 / 8, logits_scaling=4.0)
-    if family == "smollm3":
-        return SmolLM3Config(**common, no_rope_layer_interval=2)
-    raise ValueError(family)
-
-
-def build_model_dir(folder: Path, family: str, seed: int = 0) -> Path:
-    tokenizer = tokenizer_of(family)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(family, len(tokenizer)))
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+from .pipelines import build_nlp, train
+from .util import FAMILIES, build_model_dir
 
 
 @pytest.fixture(scope="session")
@@ -140,17 +19,9 @@ def tiny_llama(tiny_dirs) -> Path:
     return tiny_dirs["llama"]
 
 
-def smollm2_dir() -> Path:
-    """Where the project's asset step leaves the converted SmolLM2 folder."""
-    cache = Path(os.environ.get("SPACY_UNMASK_CACHE", Path.home() / ".cache" / "spacy-unmask"))
-    return cache / "smollm2-135m"
-
-
 @pytest.fixture(scope="session")
 def trained_tiny_pipeline(tiny_llama, tmp_path_factory) -> Path:
     """A transformer + ner pipeline on the tiny Llama, trained to predict some entities, on disk."""
-    from .pipelines import build_nlp, train
-
     nlp = build_nlp(tiny_llama)
     train(nlp, steps=30)
     path = tmp_path_factory.mktemp("trained") / "nlp"

@@ -3,9 +3,12 @@ import random
 from pathlib import Path
 from typing import Optional
 
+import numpy
 import spacy
 from spacy.training import Example
 from thinc.api import Config
+
+from pipeline_config import decoder_ner_config
 
 TRAIN = [
     ("Apple opened a new store in Berlin .", [(0, 5, "ORG"), (28, 34, "LOC")]),
@@ -13,6 +16,25 @@ TRAIN = [
     ("Microsoft and Google compete .", [(0, 9, "ORG"), (14, 20, "ORG")]),
     ("I love New York so much .", [(7, 15, "LOC")]),
 ]
+
+# the training texts and some awkward ones (emoji, empty, blank, one letter)
+TEXTS = [text for text, _ in TRAIN] + ["Obama loves Berlin 😀 !!", "", "   ", "a"]
+
+
+def vectors(nlp, texts=TEXTS):
+    docs = list(nlp.pipe(texts))
+    return docs, [getattr(d._.trf_data.model_output, "last_hidden_state", None) for d in docs]
+
+
+def assert_same_predictions(nlp_a, nlp_b):
+    docs_a, vec_a = vectors(nlp_a)
+    docs_b, vec_b = vectors(nlp_b)
+    for da, db, va, vb in zip(docs_a, docs_b, vec_a, vec_b):
+        assert [(e.start, e.end, e.label_) for e in da.ents] == [(e.start, e.end, e.label_) for e in db.ents]
+        if va is None:
+            assert vb is None
+        else:
+            numpy.testing.assert_allclose(va, vb, atol=1e-5)
 
 
 def config_text(
@@ -28,42 +50,8 @@ def config_text(
         lora_block = "[components.transformer.model.lora]\n@misc = \"spacy-unmask.LoRA.v1\"\n" + "".join(
             f"{k} = {v}\n" for k, v in lora.items()
         )
-    return f"""
-[nlp]
-lang = "en"
-pipeline = ["transformer", "ner"]
-
-{top}
-[components]
-
-[components.transformer]
-factory = "transformer"
-
-[components.transformer.model]
-@architectures = "spacy-unmask.DecoderTransformer.v1"
-name = "{name}"
-unmask = "{unmask}"
-inference_dtype = "{inference_dtype}"
-{extra}
-{lora_block}
-[components.ner]
-factory = "ner"
-
-[components.ner.model]
-@architectures = "spacy.TransitionBasedParser.v2"
-state_type = "ner"
-extra_state_tokens = false
-hidden_width = 16
-maxout_pieces = 2
-use_upper = false
-
-[components.ner.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-
-[components.ner.model.tok2vec.pooling]
-@layers = "reduce_mean.v1"
-"""
+    decoder_lines = f'inference_dtype = "{inference_dtype}"\n{extra}\n{lora_block}'
+    return decoder_ner_config(name, unmask, hidden_width=16, decoder_lines=decoder_lines, top=top)
 
 
 def build_nlp(name: Path, **kwargs):

@@ -6,7 +6,7 @@ from spacy_unmask.alignment import align_spans, trim_offsets
 from spacy_unmask.loading import prepare_tokenizer
 from spacy_unmask.seam import align_by_offsets, tokenize
 
-from .conftest import build_sentencepiece_tokenizer, build_tokenizer
+from .util import AWKWARD, build_sentencepiece_tokenizer, build_tokenizer, check
 
 # byte-level BPE (SmolLM2, Llama 3, Qwen ...); SentencePiece-style with a `▁` before the text
 # (Llama 2, Phi-3) and without one (Gemma), both with byte fallback for unknown characters
@@ -16,46 +16,12 @@ TOKENIZERS = {
     "sentencepiece-gemma": lambda: build_sentencepiece_tokenizer("never"),
 }
 
-AWKWARD = [
-    "Apple opened a store in Berlin .",
-    "Hello, world! (really?) -- yes...",
-    "I love NYC 😀😀 so much 🙃 #nyc @user",
-    "two  spaces,   three, \ttab and\nnewline",
-    "  leading and trailing  ",
-    "naïve café Zürich – “quotes”",
-]
-
-
 def piece_spans(nlp, texts, kind="byte-level"):
     tokenizer = prepare_tokenizer(TOKENIZERS[kind]())
     docs = [nlp.make_doc(t) for t in texts]
     spans = [doc[:] for doc in docs]
     encoding = tokenize(tokenizer, texts)
     return docs, spans, encoding
-
-
-def check(docs, spans, offsets, align):
-    """Yield (token, piece text) pairs where a piece lies outside its token's characters."""
-    row_starts, flat = [], 0
-    for row in offsets:
-        row_starts.append(flat)
-        flat += len(row)
-    bad, position = [], 0
-    for doc, span, row, base in zip(docs, spans, offsets, row_starts):
-        for token in doc:
-            pieces = align[position].dataXd.ravel().tolist()
-            position += 1
-            if not token.is_space and not pieces:
-                bad.append((token.text, None))
-            for p in pieces:
-                start, end = row[p - base]
-                text = doc.text[start:end]
-                if not (start < token.idx + len(token) and end > token.idx) or not text.strip():
-                    # a piece must overlap the token's own characters (pure-space
-                    # pieces may only go to space tokens)
-                    if not token.is_space:
-                        bad.append((token.text, text))
-    return bad
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import spacy
 
-from spacy_unmask.annotate import JobInterrupted, OutputError, PipelineLoadError, WorkerError
+from spacy_unmask.annotate import OutputError, PipelineLoadError, WorkerError
 from spacy_unmask.annotate import shards as shards_module
 from spacy_unmask.annotate.annotator import annotate_block, load_pipeline
 from spacy_unmask.annotate.inputs import read_blocks

@@ -9,7 +9,7 @@ from spacy.util import registry
 from spacy_unmask.errors import ConfigError
 from spacy_unmask.loading import load_tokenizer, resolve_source
 
-from .conftest import CORPUS
+from .util import CORPUS
 
 
 def piece_length(folder):

@@ -1,11 +1,12 @@
 """The benchmark scripts on a tiny random decoder: the ratios, the roofline, peak memory, the report row."""
 import json
 
+import pytest
 import torch
 
 from spacy_unmask.precision import native_bf16
 
-from .test_project import WNUT, needs_wnut, script
+from .util import WNUT, needs_wnut, script
 
 
 def read(out):
@@ -21,6 +22,7 @@ def assert_measured(result, unit):
     assert all(0 < f < 1 for f in result["roofline_fraction"].values()), result["roofline_fraction"]
 
 
+@pytest.mark.slow
 @needs_wnut
 def test_inference_benchmark_compares_nlp_pipe_with_the_bare_forward(tiny_llama, tmp_path):
     out = tmp_path / "reports" / "benchmark_inference_tiny.json"
@@ -40,6 +42,7 @@ def test_inference_benchmark_compares_nlp_pipe_with_the_bare_forward(tiny_llama,
         out.parent / "benchmark.md").read_text()
 
 
+@pytest.mark.slow
 @needs_wnut
 def test_training_benchmark_runs_spacys_loop_the_bare_step_and_the_reference_loop(tiny_llama, tmp_path):
     script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")
@@ -69,6 +72,7 @@ def test_training_benchmark_runs_spacys_loop_the_bare_step_and_the_reference_loo
     assert "| `benchmark_training_tiny.json` | spacy train loop" in table
 
 
+@pytest.mark.slow
 @needs_wnut
 def test_training_ablation_turns_back_each_speed_up_by_config_alone(tiny_llama, tmp_path):
     script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")

@@ -16,7 +16,7 @@ from spacy_unmask.lora import apply_lora
 from spacy_unmask.settings import LoraSettings
 from transformers import AutoModel
 
-from .conftest import FAMILIES
+from .util import FAMILIES
 from .pipelines import TRAIN, build_nlp, train
 
 TEXTS = [text for text, _ in TRAIN] + ["Obama loves Berlin 😀 !!", "naïve café\tZürich\n🙃", "", "   "]

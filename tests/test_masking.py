@@ -11,7 +11,7 @@ from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.loading import load_config, load_weights, resolve_source
 from spacy_unmask.settings import DecoderSettings
 
-from .conftest import FAMILIES, N_LAYERS, SLIDING_WINDOW, build_model_dir
+from .util import FAMILIES, N_LAYERS, SLIDING_WINDOW, assert_padding_invariant, build_model_dir
 
 
 def attentions(family):
@@ -144,17 +144,6 @@ def test_soft_capped_attention_under_sdpa_is_refused_naming_eager(tiny_dirs):
     settings = DecoderSettings(unmask=LayerGroups.parse("second_half"), attn_implementation="sdpa")
     with pytest.raises(ConfigError, match=r"attn_implementation='sdpa'.*\"eager\".*attn_logit_softcapping = 50.0"):
         check_model(settings, load_config(source))
-
-
-def assert_padding_invariant(model):
-    """A short sequence's vectors are the same alone and beside a longer, padded batch-mate."""
-    short = torch.tensor([[9, 3, 7]])
-    batch = torch.tensor([[5, 17, 30, 42, 8, 11], [9, 3, 7, 0, 0, 0]])
-    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
-    with torch.no_grad():
-        alone = model(input_ids=short, attention_mask=torch.ones_like(short)).last_hidden_state[0]
-        padded = model(input_ids=batch, attention_mask=mask).last_hidden_state[1, :3]
-    assert torch.allclose(alone, padded, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

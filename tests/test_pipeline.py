@@ -1,32 +1,13 @@
 """The architecture inside a real spaCy pipeline: train, predict, save, load."""
 import shutil
 
-import numpy
 import pytest
 import spacy
 
 from spacy_unmask.errors import ConfigError
 
-from .conftest import build_model_dir
-from .pipelines import TRAIN, build_nlp, examples, train
-
-TEXTS = [text for text, _ in TRAIN] + ["Obama loves Berlin 😀 !!", "", "   ", "a"]
-
-
-def vectors(nlp, texts=TEXTS):
-    docs = list(nlp.pipe(texts))
-    return docs, [getattr(d._.trf_data.model_output, "last_hidden_state", None) for d in docs]
-
-
-def assert_same_predictions(nlp_a, nlp_b):
-    docs_a, vec_a = vectors(nlp_a)
-    docs_b, vec_b = vectors(nlp_b)
-    for da, db, va, vb in zip(docs_a, docs_b, vec_a, vec_b):
-        assert [(e.start, e.end, e.label_) for e in da.ents] == [(e.start, e.end, e.label_) for e in db.ents]
-        if va is None:
-            assert vb is None
-        else:
-            numpy.testing.assert_allclose(va, vb, atol=1e-5)
+from .pipelines import TEXTS, assert_same_predictions, build_nlp, examples, train
+from .util import build_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """scripts/precision_report.py: the bf16-against-float32 table from the seed files."""
 import json
 
-from .test_project import script
+from .util import script
 
 
 def write(folder, precision, seed, ner, spans, seconds):

@@ -11,7 +11,7 @@ from spacy.tokens import DocBin
 from thinc.api import Config
 
 from .pipelines import TRAIN
-from .test_project import ROOT
+from .util import ROOT
 
 TEXTS = [text for text, _ in TRAIN] * 5 + ["", "   ", "Obama 😀 visited Paris !"]
 SHIPPED = ["cpu", "cpu_lora", "cpu_repeat2", "gpu", "gpu_full"]

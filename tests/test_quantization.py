@@ -14,7 +14,7 @@ from spacy_unmask import quantization as quantization_module
 from spacy_unmask.settings import QuantizationSettings
 from spacy_unmask.errors import ConfigError
 
-from .conftest import FAMILIES
+from .util import FAMILIES
 from .pipelines import build_nlp, examples, train
 
 bnb = pytest.importorskip("bitsandbytes")

@@ -7,15 +7,16 @@ from transformers import AutoModel
 from spacy_unmask.loading import load_tokenizer, resolve_source
 from spacy_unmask.seam import tokenize
 
-from .conftest import smollm2_dir
-from .pipelines import build_nlp, train
-from .test_alignment import AWKWARD, check
 from spacy_unmask.alignment import align_spans, trim_offsets
 
-pytestmark = pytest.mark.skipif(
-    not (smollm2_dir() / "config.json").is_file(),
-    reason=f"SmolLM2 asset not cached at {smollm2_dir()}: run `python scripts/fetch_assets.py`",
-)
+from .pipelines import build_nlp, train
+from .util import AWKWARD, check, smollm2_dir
+
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.skipif(not (smollm2_dir() / "config.json").is_file(),
+                       reason=f"SmolLM2 asset not cached at {smollm2_dir()}: run `python scripts/fetch_assets.py`"),
+]
 
 
 def test_the_converted_tokenizer_pads_right_with_im_end_and_adds_no_bos():

@@ -9,9 +9,8 @@ from spacy_unmask.layer_groups import LayerGroups
 from spacy_unmask.repetition import repeat_pieces
 from spacy_unmask.settings import DecoderSettings
 
-from .pipelines import build_nlp, train
-from .test_masking import assert_padding_invariant
-from .test_pipeline import assert_same_predictions
+from .pipelines import assert_same_predictions, build_nlp, train
+from .util import assert_padding_invariant
 
 
 def encoder(folder, repeat, unmask="none"):

@@ -1,13 +1,10 @@
 """The recipe study's plan: arms written explicitly into the shipped config, schedules that end on
 an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
 import dataclasses
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import study  # noqa: E402
-import study_plan  # noqa: E402
-from study_plan import Arm, Plan, settle  # noqa: E402
+import study
+import study_plan
+from study_plan import Arm, Plan, settle
 
 
 def record(arm, seed, ner, spancat=0.0):

@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 from thinc.api import Config
 
-from .test_project import ROOT, WNUT, needs_model, needs_wnut, script
+import runs
+import sweep_plan
+import sweep_recipe
+import sweep_report
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import sweep  # noqa: E402
-import sweep_recipe  # noqa: E402
-import sweep_report  # noqa: E402
-
-ENCODER = WNUT.parent.parent / "minilm-l6"
+from .util import ROOT, WNUT, needs_encoder, needs_model, needs_wnut, script
 
 
 def shipped():
@@ -87,8 +85,8 @@ def test_the_shipped_lora_config_is_the_recipe_the_lora_table_measured():
 
 
 def test_rates_step_along_the_1_2_5_series():
-    assert [sweep.neighbour_rate(r, up=True) for r in (1e-4, 2e-4, 5e-4)] == [2e-4, 5e-4, 1e-3]
-    assert [sweep.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
+    assert [sweep_plan.neighbour_rate(r, up=True) for r in (1e-4, 2e-4, 5e-4)] == [2e-4, 5e-4, 1e-3]
+    assert [sweep_plan.neighbour_rate(r, up=False) for r in (1e-3, 2e-3, 5e-3)] == [5e-4, 1e-3, 2e-3]
 
 
 def fake_runs(dev_f1):
@@ -104,7 +102,7 @@ def fake_runs(dev_f1):
 
 def test_a_rate_best_at_the_top_of_the_grid_widens_it_until_it_is_not():
     get, asked = fake_runs(lambda lr, seed: -abs(lr - 2e-3))  # peaks at 2e-3, above the grid
-    rate, final = sweep.choose_rate([1e-4, 2e-4, 5e-4], get)
+    rate, final = sweep_plan.choose_rate([1e-4, 2e-4, 5e-4], get)
     assert (rate, final) == (2e-3, True)
     assert {lr for lr, _ in asked} == {1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3}
 
@@ -112,14 +110,14 @@ def test_a_rate_best_at_the_top_of_the_grid_widens_it_until_it_is_not():
 def test_a_rate_that_collapses_on_one_seed_loses_to_a_steady_one():
     table = {1e-4: [0.30, 0.30, 0.30], 2e-4: [0.40, 0.38, 0.39], 5e-4: [0.42, 0.43, 0.10], 1e-3: [0.2, 0.2, 0.2]}
     get, asked = fake_runs(lambda lr, seed: table[lr][seed])
-    assert sweep.choose_rate([1e-4, 2e-4, 5e-4], get) == (2e-4, True)
+    assert sweep_plan.choose_rate([1e-4, 2e-4, 5e-4], get) == (2e-4, True)
     assert (1e-4, 1) not in asked, "only the two best rates on seed 0 get more seeds"
 
 
 def test_missing_runs_make_the_choice_provisional():
     table = {1e-4: 0.3, 2e-4: 0.4}
-    assert sweep.choose_rate([1e-4, 2e-4, 5e-4], lambda lr, seed: {"dev": {"ents_f": table[lr]}} if lr in table and seed == 0 else None) == (2e-4, False)
-    assert sweep.choose_rate([1e-4], lambda lr, seed: None) == (None, False)
+    assert sweep_plan.choose_rate([1e-4, 2e-4, 5e-4], lambda lr, seed: {"dev": {"ents_f": table[lr]}} if lr in table and seed == 0 else None) == (2e-4, False)
+    assert sweep_plan.choose_rate([1e-4], lambda lr, seed: None) == (None, False)
 
 
 def record(family, spec, seed, test_f1, lr=2e-4):
@@ -159,18 +157,18 @@ def test_the_verdict_gives_the_lora_tables_winner_on_dev_and_its_margins():
 
 def test_busy_seconds_sum_the_busy_fields_of_proc_stat_and_leave_idle_out():
     # user nice system idle iowait irq softirq steal guest guest_nice, in ticks of 1/100 s
-    assert sweep.busy_seconds("cpu  100 20 30 1000 50 4 6 8 9 9", 100) == pytest.approx(1.68)
-    assert sweep.other_cpu_seconds(10.0, 30.0, 15.0) == 5.0
-    assert sweep.other_cpu_seconds(10.0, 12.0, 15.0) is None, "a /proc/stat that misses our own work is not trusted"
-    assert sweep.other_cpu_seconds(None, 30.0, 15.0) is None
+    assert runs.busy_seconds("cpu  100 20 30 1000 50 4 6 8 9 9", 100) == pytest.approx(1.68)
+    assert runs.other_cpu_seconds(10.0, 30.0, 15.0) == 5.0
+    assert runs.other_cpu_seconds(10.0, 12.0, 15.0) is None, "a /proc/stat that misses our own work is not trusted"
+    assert runs.other_cpu_seconds(None, 30.0, 15.0) is None
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="no /proc/stat")
 def test_the_machines_busy_seconds_count_this_process_working():
-    before, start = sweep.machine_busy_seconds(), time.process_time()
+    before, start = runs.machine_busy_seconds(), time.process_time()
     while time.process_time() - start < 0.5:
         pass
-    assert sweep.machine_busy_seconds() - before >= 0.4
+    assert runs.machine_busy_seconds() - before >= 0.4
 
 
 def test_costs_come_from_the_timed_runs_only():
@@ -187,9 +185,10 @@ def test_costs_come_from_the_timed_runs_only():
     assert sweep_report.table([row])[-1].endswith("| n/a | n/a | n/a |")
 
 
+@pytest.mark.slow
 @needs_model
 @needs_wnut
-@pytest.mark.skipif(not (ENCODER / "config.json").is_file(), reason=f"{ENCODER} not cached: run scripts/fetch_assets.py")
+@needs_encoder
 def test_quick_sweep_trains_every_row_writes_the_report_resumes_and_retrains_an_old_recipe(tmp_path):
     script("scripts/convert_wnut.py", WNUT, tmp_path / "corpus")
     out = tmp_path / "reports" / "sweep"
@@ -198,8 +197,8 @@ def test_quick_sweep_trains_every_row_writes_the_report_resumes_and_retrains_an_
     runs = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     specs = {r["spec"] for r in runs.values() if r["family"] == "decoder"}
     combined = [s for s in specs if s.startswith("repeat2+")]
-    assert specs - set(combined) == set(sweep.SPECS) and len(combined) == 1
-    assert {r["spec"] for r in runs.values() if r["family"] == "lora"} == set(sweep.LORA_SPECS)
+    assert specs - set(combined) == set(sweep_plan.SPECS) and len(combined) == 1
+    assert {r["spec"] for r in runs.values() if r["family"] == "lora"} == set(sweep_plan.LORA_SPECS)
     assert {r["family"] for r in runs.values()} == {"decoder", "lora", "minilm", "tok2vec"}
     by_spec = {r["spec"]: r for r in runs.values() if r["family"] == "decoder"}
     # quick runs keep 4 layers: the patterns must reach the model with their zeros

@@ -12,6 +12,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
+from ..pieces import piece_counts
 from .inputs import Block
 from .shards import ShardResult
 from .workers import load_error
@@ -39,7 +40,8 @@ def _piece_counter(nlp: Language):
         except (AttributeError, ValueError, IndexError, KeyError):
             continue
         if callable(tokenizer):
-            return lambda texts: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+            # the special pieces add the same number to every text: the sort is that of the text's own pieces
+            return lambda texts: piece_counts(tokenizer, texts)
     return None
 
 

@@ -57,8 +57,11 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """`path` holds `data` in full, or keeps what it held: written to `path.part`, flushed, renamed."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """`path` holds `data` in full, or keeps what it held: written to `path.part`, flushed, renamed.
+
+    The one atomic write of the project (the shards here, the sweep's and the study's run
+    records, the asset cache): an `OSError` leaves no partial file behind and is raised as is."""
     partial = path.with_name(path.name + ".part")
     try:
         with open(partial, "wb") as handle:
@@ -67,8 +70,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())  # on disk before the manifest names it
         os.replace(partial, path)
         _fsync_folder(path.parent)
-    except OSError as err:
+    except OSError:
         partial.unlink(missing_ok=True)
+        raise
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """`write_atomic`, a failure named as the job's `OutputError` (what is kept, how to resume)."""
+    try:
+        write_atomic(path, data)
+    except OSError as err:
         code = errno.errorcode.get(err.errno, "?") if err.errno else "?"
         raise OutputError(f"writing {path} failed: {err.strerror or err} ({code}); the shards listed in "
                           f"{path.parent / MANIFEST} are complete and kept, and rerunning the same command "
