@@ -10,11 +10,17 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
    (`Arm.epochs`: the run ends on an evaluated step and the rate schedule ends with it); and
    the fixed schedule with spancat's listener gradient scaled down. The joint variants' best on
    dev is the recipe the next stages build on.
-2. epochs: 3 / 5 / 8 epochs' worth of steps.
-3. rate: the decoder's learning rate at those epochs (`sweep_plan.choose_rate`).
-4. depth: 15 / 22 / 30 decoder layers.
-5. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
-6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
+2. epochs: 3 / 5 / 8 epochs' worth of steps. The stages after it run at the winner's length
+   or at `BUDGET_EPOCHS`, whichever is shorter: they pick the shipped default.
+3. heads' rate: the heads (ner, spancat: random weights) at the decoder's rate or faster
+   (`learn_rate_scale` of the decoder architecture).
+4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
+5. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
+6. depth: 15 / 22 / 30 decoder layers.
+7. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
+8. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
+9. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
+   long: the chosen recipe at the `epochs` winner's length, when that is over the budget.
 
 A stage settles its factor on seed 0 over its grid, then runs seeds 1 and 2 of the two best
 and takes the better mean (`settle`). Each function here takes `get(arm, seed)`, which gives a
@@ -39,8 +45,15 @@ STEPS_PER_EPOCH = 92  # batches of configs/cpu.cfg's batcher in one pass over th
 SPANCAT_GRAD = "components.spancat.model.tok2vec.grad_factor"
 RATE_GRID = {"decoder": [1e-4, 2e-4, 5e-4], "minilm": [1e-4, 2e-4, 5e-4]}
 EPOCHS = (3, 5, 8)
+# The most epochs a newcomer's `spacy project run all` affords on a 2-core CPU in 15 minutes
+# (train: 460 steps in 769 s alone in the study, plus corpus, evaluate, package, install):
+# the stages after `epochs` build the shipped default at this length; a longer winner of
+# `epochs` is confirmed at the end with the final recipe, as the candidate for cpu_long.cfg.
+BUDGET_EPOCHS = 5
 DEPTHS = (15, 22, 30)
 SPECS = ("none", "second_half", "all")
+HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
+POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +71,10 @@ class Arm:
     lr: float = 2e-4
     n_layers: int = 15
     unmask: str = "second_half"
+    # the heads' rate apart from the decoder's `lr` (None: one rate for all): `initial_rate` is
+    # the heads' and the decoder's is set by `learn_rate_scale = lr / head_rate`
+    head_rate: Optional[float] = None
+    pooling: str = "mean"  # how the listeners reduce a word's pieces: "mean" or "first"
 
     @property
     def name(self) -> str:
@@ -67,6 +84,10 @@ class Arm:
             name += f"-sc{self.spancat_grad:g}"
         if self.family == "decoder":
             name += f"-l{self.n_layers}-{self.unmask}"
+        if self.head_rate is not None:
+            name += f"-heads{self.head_rate:g}"
+        if self.pooling != "mean":
+            name += f"-{self.pooling}"
         return name
 
     def config(self) -> Config:
@@ -75,7 +96,9 @@ class Arm:
             config = config.merge(Config().from_disk(MINILM, interpolate=False))
         if self.heads == "ner":
             config = ner_only(config)
-        settings = {"training.optimizer.learn_rate.initial_rate": self.lr}
+        if self.head_rate is not None and self.family != "decoder":
+            raise ValueError(f"{self.family}: only the decoder's rate can be set apart from the heads'")
+        settings = {"training.optimizer.learn_rate.initial_rate": self.lr if self.head_rate is None else self.head_rate}
         if self.epochs is None:
             settings.update({"training.max_epochs": 3, "training.max_steps": 0, "training.eval_frequency": 100,
                              "training.optimizer.learn_rate.total_steps": 400})
@@ -89,6 +112,13 @@ class Arm:
         if self.family == "decoder":
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
+        for listener in [name for name in ("ner", "spancat") if name in config["components"]]:
+            settings[f"components.{listener}.model.tok2vec.pooling"] = {"@layers": POOLINGS[self.pooling]}
+        model = config["components"]["transformer"]["model"]
+        if self.head_rate is None:
+            model.pop("learn_rate_scale", None)  # the architecture's default, 1: one rate
+        else:
+            settings["components.transformer.model.learn_rate_scale"] = self.lr / self.head_rate
         for key, value in settings.items():
             *path, last = key.split(".")
             section = config
@@ -181,11 +211,21 @@ class Plan:
         if base is None:
             return
         at_epochs = [dataclasses.replace(base, epochs=e) for e in EPOCHS]
-        base = self._answer("epochs", *settle(at_epochs, self.get, self.seeds))
+        longest = self._answer("epochs", *settle(at_epochs, self.get, self.seeds))
+        if longest is None:
+            return
+        # the stages that pick the shipped default run within the newcomer's budget
+        base = dataclasses.replace(longest, epochs=min(longest.epochs, BUDGET_EPOCHS))
+        heads = [dataclasses.replace(base, head_rate=rate) for rate in HEAD_RATES]
+        base = self._answer("heads' rate", *settle(heads, self.get, self.seeds))
+        if base is None:
+            return
+        pooling = [dataclasses.replace(base, pooling=p) for p in POOLINGS]
+        base = self._answer("pooling", *settle(pooling, self.get, self.seeds))
         if base is None:
             return
         rate, final = choose_rate(self.grid["decoder"], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
-                                  self.seeds)
+                                  self.seeds, score=dev_score)
         base = self._answer("rate", dataclasses.replace(base, lr=rate) if rate else None, final)
         if base is None:
             return
@@ -198,7 +238,14 @@ class Plan:
         best = max(specs, key=lambda a: statistics.mean(dev_score(self.get(a, s)) for s in self.seeds)) if done else None
         if self._answer("spec", best, done) is None:
             return
-        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad)
+        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling)
         rate, final = choose_rate(self.grid["minilm"], lambda lr, seed: self.get(dataclasses.replace(encoder, lr=lr), seed),
-                                  self.seeds)
-        self._answer("minilm", dataclasses.replace(encoder, lr=rate) if rate else None, final)
+                                  self.seeds, score=dev_score)
+        if self._answer("minilm", dataclasses.replace(encoder, lr=rate) if rate else None, final) is None:
+            return
+        # what sharing the decoder costs NER at the shipped recipe, and the recipe at the longest schedule
+        ner = dataclasses.replace(best, heads="ner", spancat_grad=1.0)
+        self._answer("ner only", ner, every_seed([ner], self.get, self.seeds))
+        if longest.epochs > best.epochs:
+            long = dataclasses.replace(best, epochs=longest.epochs)
+            self._answer("long", long, every_seed([long], self.get, self.seeds))

@@ -98,7 +98,9 @@ def write_report(out: Path, quick: bool) -> None:
         lines.append(f"| `{name}` | {n} | " + " | ".join(cells) + f" | {score:.1f} | {seconds} | {steps} |")
     if stale:
         lines += ["", f"{stale} run(s) of an older recipe left out."]
-    final = [arm for label, arm, done in plan.answers if arm is not None and done]
+    # the per-label table of the recipe that ships: the last settled joint decoder recipe
+    final = [arm for label, arm, done in plan.answers
+             if arm is not None and done and arm.family == "decoder" and arm.heads == "joint" and label != "long"]
     if final:
         lines += ["", f"## Test NER per label, `{final[-1].name}`", ""] + per_label(records, final[-1].name)
     target = out.with_suffix(".md")

@@ -45,14 +45,15 @@ def neighbour_rate(rate: float, up: bool) -> float:
     return float(f"{series[position % 3]}e{exponent}")
 
 
-def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES):
+def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES, score=lambda record: record["dev"]["ents_f"]):
     """The learning rate of one family, and whether the choice is final.
 
     `get(lr, seed)` returns that run's record (training it if need be) or None when it is
     not available; the choice then stops early and is provisional. Seed 0 runs over the grid,
     which is widened by one 1-2-5 step while its best rate is the highest or lowest tried;
     the two best rates on seed 0 then run every seed, and the one with the higher mean dev F1
-    wins (widened again if that one sits at an edge).
+    wins (widened again if that one sits at an edge). `score` reads a run's dev score from its
+    record (default: dev NER F1).
     """
     rates = sorted(grid)
 
@@ -67,7 +68,7 @@ def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES):
         done = {lr: r for lr, r in first.items() if r is not None}
         if not done:
             return None, False
-        ranked = sorted(done, key=lambda lr: -done[lr]["dev"]["ents_f"])
+        ranked = sorted(done, key=lambda lr: -score(done[lr]))
         if len(done) < len(rates):
             return ranked[0], False
         if widened(ranked[0]):
@@ -77,7 +78,7 @@ def choose_rate(grid, get, seeds=SEEDS, max_rates=MAX_RATES):
             runs = [get(lr, seed) for seed in seeds]
             if any(r is None for r in runs):
                 return ranked[0], False
-            means[lr] = statistics.mean(r["dev"]["ents_f"] for r in runs)
+            means[lr] = statistics.mean(score(r) for r in runs)
         chosen = max(means, key=means.get)
         if widened(chosen):
             continue

@@ -39,6 +39,7 @@ def create_decoder_transformer(
     gradient_checkpointing: bool = False,
     quantization: Optional[QuantizationSettings] = None,
     inference_dtype: str = "auto",
+    learn_rate_scale: float = 1.0,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A decoder LLM (any family in `spacy_unmask.families`: Llama, Mistral, Qwen2/3,
     Gemma 1/2/3, Phi-3, OLMo 2, Granite, SmolLM3) as the model of spaCy's `transformer`
@@ -113,6 +114,13 @@ def create_decoder_transformer(
         unless this is "float32", which stores them as trained (`dtype`). Training a
         loaded pipeline further casts the weights back to `dtype` first. No effect
         on 4-bit weights (`quantization`).
+    learn_rate_scale (float): The decoder's learning rate as a multiple of the rate
+        `[training.optimizer]` gives every component at each step (the step and the
+        weight decay, as thinc's `lr_scale`), on the same schedule. 1 (default) trains
+        the decoder and the heads that listen to it at one rate; below 1 lets the heads
+        (`ner`, `spancat`, ...), which start from random weights, learn faster than the
+        pretrained decoder: `initial_rate = 0.001` with `learn_rate_scale = 0.2` trains
+        the heads at 1e-3 and the decoder at 2e-4.
     """
     if get_spans is None:
         get_spans = configure_strided_spans(window=128, stride=96)
@@ -127,6 +135,7 @@ def create_decoder_transformer(
         gradient_checkpointing=gradient_checkpointing,
         quantization=quantization,
         inference_dtype=inference_dtype,
+        learn_rate_scale=learn_rate_scale,
         window=span_window(get_spans),
     )
     _check_against_local_model(name, settings)
@@ -164,6 +173,7 @@ def create_tok2vec_decoder(
     gradient_checkpointing: bool = False,
     quantization: Optional[QuantizationSettings] = None,
     inference_dtype: str = "auto",
+    learn_rate_scale: float = 1.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A decoder used directly as one component's "tok2vec" layer, with no shared
     `transformer` component. `nlp.replace_listeners` writes this architecture when a
@@ -180,7 +190,7 @@ def create_tok2vec_decoder(
         tokenizer_config=tokenizer_config, transformer_config=transformer_config,
         mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config, dtype=dtype,
         gradient_checkpointing=gradient_checkpointing, quantization=quantization,
-        inference_dtype=inference_dtype,
+        inference_dtype=inference_dtype, learn_rate_scale=learn_rate_scale,
     )
     # The same nesting that `replace_listeners` builds (spacy-transformers'
     # `replace_listener`), so weights saved from either load into the other.

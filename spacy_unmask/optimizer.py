@@ -80,16 +80,22 @@ class TorchAdam:
     `torch.optim.Adam`) on the parameters' `.data`, as thinc's shim writes them: spaCy's
     `Language.update(sgd=...)` steps the decoder before its listeners have run backward
     through it, and an update that autograd sees would then break that backward.
+
+    `lr_scale` multiplies the optimizer's rate for these parameters, step and weight decay
+    alike, as thinc's own `Optimizer(..., lr_scale=)` does.
     """
 
-    def __init__(self, optimizer: Optimizer, named_params: List[Tuple[Tuple, torch.nn.Parameter]]):
+    def __init__(self, optimizer: Optimizer, named_params: List[Tuple[Tuple, torch.nn.Parameter]],
+                 lr_scale: float = 1.0):
         self.optimizer = optimizer
         self.named_params = list(named_params)
+        self.lr_scale = lr_scale
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every parameter that has a gradient; gradients are zeroed in place."""
         opt = self.optimizer
+        lr = opt.learn_rate * self.lr_scale
         named = [(key, p) for key, p in self.named_params if p.grad is not None and p.numel() > 0]
         if not named:
             return
@@ -125,13 +131,13 @@ class TorchAdam:
                 amsgrad=False,
                 beta1=opt.b1,
                 beta2=opt.b2,
-                lr=opt.learn_rate,
+                lr=lr,
                 weight_decay=0.0,
                 eps=opt.eps / math.sqrt(1.0 - opt.b2**count),
                 maximize=False,
             )
             if opt.L2 != 0 and opt.L2_is_weight_decay:
-                torch._foreach_mul_(weights, 1.0 - opt.learn_rate * opt.L2)
+                torch._foreach_mul_(weights, 1.0 - lr * opt.L2)
             for i, w in zip(members, weights):
                 if params[i].dtype != torch.float32:  # a half-precision weight: write the result back
                     params[i].data.copy_(w)

@@ -117,6 +117,7 @@ class DecoderSettings:
     gradient_checkpointing: bool = False
     quantization: Optional[QuantizationSettings] = None
     inference_dtype: str = "auto"
+    learn_rate_scale: float = 1.0
     window: Optional[int] = None
 
     def __post_init__(self):
@@ -140,6 +141,13 @@ class DecoderSettings:
             raise attention_error(self.attn_implementation)
         if self.n_layers is not None and not is_positive_int(self.n_layers):
             raise n_layers_error(self.n_layers)
+        scale = self.learn_rate_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise ConfigError(
+                "learn_rate_scale", scale,
+                "a positive number: the decoder's rate as a multiple of [training.optimizer]'s "
+                "(to keep the decoder fixed, list the transformer in [training] frozen_components)",
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:

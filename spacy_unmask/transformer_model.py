@@ -45,7 +45,8 @@ class DecoderShim(PyTorchShim):
     `finish_update` gets spaCy's thinc optimizer (`[training.optimizer]`). When it is
     an Adam that `TorchAdam` can mirror, the step runs as torch's fused Adam on the
     module's tensors with the settings read from that optimizer; otherwise it runs
-    through thinc, one parameter at a time, as in thinc's own shim.
+    through thinc, one parameter at a time, as in thinc's own shim. Either way the
+    decoder's rate is the optimizer's times `learn_rate_scale` (thinc's `lr_scale`).
     """
 
     def __init__(self, hf_objects: HFObjects, factory: DecoderFactory, grad_scaler_config: dict):
@@ -90,6 +91,7 @@ class DecoderShim(PyTorchShim):
     def finish_update(self, optimizer) -> None:
         named = [((self.id, n), p) for n, p in self._model.named_parameters() if p.requires_grad]
         refusal = mirror_refusal(optimizer)
+        lr_scale = self.factory.settings.learn_rate_scale
         if refusal is not None:
             notify_fallback(refusal)
         if self._grad_scaler.found_inf:  # an overflow under mixed precision: skip the step
@@ -97,12 +99,12 @@ class DecoderShim(PyTorchShim):
                 if param.grad is not None:
                     param.grad.zero_()
         elif refusal is not None:
-            self._thinc_update(optimizer, named)
+            self._thinc_update(optimizer, named, lr_scale)
         else:
-            TorchAdam(optimizer, named).step()
+            TorchAdam(optimizer, named, lr_scale).step()
         self._grad_scaler.update()
 
-    def _thinc_update(self, optimizer, named) -> None:
+    def _thinc_update(self, optimizer, named, lr_scale: float) -> None:
         # thinc's `PyTorchShim.finish_update`, minus its second zeroing of each
         # gradient: thinc's optimizers already hand every gradient back zeroed.
         half = sorted({str(p.dtype).replace("torch.", "") for _, p in named} - {"float32"})
@@ -115,7 +117,7 @@ class DecoderShim(PyTorchShim):
         for key, param in named:
             if param.grad is None:
                 continue
-            data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad))
+            data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad), lr_scale=lr_scale)
             param.data = xp2torch(data, requires_grad=True, device=param.device)
             returned = xp2torch(grad, device=param.device)
             if returned.data_ptr() != param.grad.data_ptr():

@@ -32,9 +32,43 @@ def test_every_studied_knob_is_written_so_the_shipped_defaults_can_follow_the_an
     assert encoder["@architectures"] == "spacy-transformers.TransformerModel.v3"
 
 
+def test_the_heads_rate_and_pooling_are_written_and_left_out_when_at_the_default(tmp_path, monkeypatch):
+    arm = Arm(epochs=5, lr=2e-4, head_rate=1e-3, pooling="first")
+    config = arm.config()
+    assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == 1e-3
+    assert config["components"]["transformer"]["model"]["learn_rate_scale"] == 0.2
+    for listener in ("ner", "spancat"):
+        assert config["components"][listener]["model"]["tok2vec"]["pooling"] == {"@layers": "reduce_first.v1"}
+    # a shipped config that has moved to the answers: an arm at the old defaults still trains them
+    shipped = tmp_path / "cpu.cfg"
+    shipped.write_text(config.to_str())
+    monkeypatch.setattr(study_plan, "SHIPPED", shipped)
+    plain = Arm(epochs=5).config()
+    assert "learn_rate_scale" not in plain["components"]["transformer"]["model"]
+    assert plain["training"]["optimizer"]["learn_rate"]["initial_rate"] == 2e-4
+    assert plain["components"]["ner"]["model"]["tok2vec"]["pooling"] == {"@layers": "reduce_mean.v1"}
+    monkeypatch.undo()
+    assert study_plan.digest(plain) == study_plan.digest(Arm(epochs=5).config())
+
+
+def test_later_stages_build_on_the_budget_when_a_longer_schedule_wins():
+    def get(arm, seed):  # 8 epochs best on dev; everything else equal
+        return record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    assert answers["epochs"][0].epochs == 8 and answers["epochs"][1]
+    assert answers["heads' rate"][0].epochs == study_plan.BUDGET_EPOCHS
+    assert answers["spec"][0].epochs == study_plan.BUDGET_EPOCHS
+    assert answers["ner only"][0].heads == "ner" and answers["ner only"][1]
+    long = answers["long"][0]
+    assert long.epochs == 8 and dataclasses.replace(long, epochs=study_plan.BUDGET_EPOCHS) == answers["spec"][0]
+
+
 def test_arm_names_tell_every_setting_apart():
     arms = [Arm(), Arm(epochs=3), Arm(heads="ner"), Arm(spancat_grad=0.5), Arm(lr=1e-4), Arm(n_layers=30),
-            Arm(unmask="all"), Arm(family="minilm")]
+            Arm(unmask="all"), Arm(family="minilm"), Arm(head_rate=1e-3), Arm(pooling="first")]
     assert len({a.name for a in arms}) == len(arms)
 
 
