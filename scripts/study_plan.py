@@ -15,11 +15,13 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 3. heads' rate: the heads (ner, spancat: random weights) at the decoder's rate or faster
    (`learn_rate_scale` of the decoder architecture).
 4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
-5. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
-6. depth: 15 / 22 / 30 decoder layers.
-7. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
-8. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
-9. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
+5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
+   the paper's head) on the same listener.
+6. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
+7. depth: 15 / 22 / 30 decoder layers.
+8. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
+9. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
+10. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
    long: the chosen recipe at the `epochs` winner's length, when that is over the budget.
 
 A stage settles its factor on seed 0 over its grid, then runs seeds 1 and 2 of the two best
@@ -54,6 +56,7 @@ DEPTHS = (15, 22, 30)
 SPECS = ("none", "second_half", "all")
 HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
 POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
+NER_HEADS = ("parser", "bio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Arm:
     # the heads' and the decoder's is set by `learn_rate_scale = lr / head_rate`
     head_rate: Optional[float] = None
     pooling: str = "mean"  # how the listeners reduce a word's pieces: "mean" or "first"
+    ner_head: str = "parser"  # spaCy's transition-based `ner`, or "bio": `bio_ner` (the paper's head)
 
     @property
     def name(self) -> str:
@@ -88,6 +92,8 @@ class Arm:
             name += f"-heads{self.head_rate:g}"
         if self.pooling != "mean":
             name += f"-{self.pooling}"
+        if self.ner_head != "parser":
+            name += f"-{self.ner_head}"
         return name
 
     def config(self) -> Config:
@@ -112,6 +118,10 @@ class Arm:
         if self.family == "decoder":
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
+        if self.ner_head == "bio":  # the same listener, under a softmax over BIO tags
+            listener = config["components"]["ner"]["model"]["tok2vec"]
+            config["components"]["ner"] = {"factory": "bio_ner", "model": {
+                "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False, "tok2vec": listener}}
         for listener in [name for name in ("ner", "spancat") if name in config["components"]]:
             settings[f"components.{listener}.model.tok2vec.pooling"] = {"@layers": POOLINGS[self.pooling]}
         model = config["components"]["transformer"]["model"]
@@ -224,6 +234,10 @@ class Plan:
         base = self._answer("pooling", *settle(pooling, self.get, self.seeds))
         if base is None:
             return
+        heads = [dataclasses.replace(base, ner_head=h) for h in NER_HEADS]
+        base = self._answer("ner head", *settle(heads, self.get, self.seeds))
+        if base is None:
+            return
         rate, final = choose_rate(self.grid["decoder"], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
                                   self.seeds, score=dev_score)
         base = self._answer("rate", dataclasses.replace(base, lr=rate) if rate else None, final)
@@ -238,7 +252,8 @@ class Plan:
         best = max(specs, key=lambda a: statistics.mean(dev_score(self.get(a, s)) for s in self.seeds)) if done else None
         if self._answer("spec", best, done) is None:
             return
-        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling)
+        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling,
+                      ner_head=best.ner_head)
         rate, final = choose_rate(self.grid["minilm"], lambda lr, seed: self.get(dataclasses.replace(encoder, lr=lr), seed),
                                   self.seeds, score=dev_score)
         if self._answer("minilm", dataclasses.replace(encoder, lr=rate) if rate else None, final) is None:

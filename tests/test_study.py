@@ -51,6 +51,15 @@ def test_the_heads_rate_and_pooling_are_written_and_left_out_when_at_the_default
     assert study_plan.digest(plain) == study_plan.digest(Arm(epochs=5).config())
 
 
+def test_the_bio_head_takes_the_ner_listener_and_its_pooling():
+    config = Arm(epochs=5, ner_head="bio", pooling="first").config()
+    ner = config["components"]["ner"]
+    assert ner["factory"] == "bio_ner" and ner["model"]["@architectures"] == "spacy.Tagger.v2"
+    assert ner["model"]["tok2vec"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
+    assert ner["model"]["tok2vec"]["pooling"] == {"@layers": "reduce_first.v1"}
+    assert config["nlp"]["pipeline"] == ["transformer", "ner", "spancat", "doc_cleaner"]
+
+
 def test_later_stages_build_on_the_budget_when_a_longer_schedule_wins():
     def get(arm, seed):  # 8 epochs best on dev; everything else equal
         return record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0), 0.4)
@@ -68,7 +77,8 @@ def test_later_stages_build_on_the_budget_when_a_longer_schedule_wins():
 
 def test_arm_names_tell_every_setting_apart():
     arms = [Arm(), Arm(epochs=3), Arm(heads="ner"), Arm(spancat_grad=0.5), Arm(lr=1e-4), Arm(n_layers=30),
-            Arm(unmask="all"), Arm(family="minilm"), Arm(head_rate=1e-3), Arm(pooling="first")]
+            Arm(unmask="all"), Arm(family="minilm"), Arm(head_rate=1e-3), Arm(pooling="first"),
+            Arm(ner_head="bio")]
     assert len({a.name for a in arms}) == len(arms)
 
 

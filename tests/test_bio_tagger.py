@@ -1,0 +1,88 @@
+"""`bio_ner`: BIO tags from the reference entities, entities from the predicted tags."""
+import random
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import Config
+
+from spacy_unmask.bio_tagger import bio_of_biluo, spans_of_bio
+
+from .pipelines import TEXTS, TRAIN, config_text
+
+
+@pytest.mark.parametrize(
+    "tags, spans",
+    [
+        (["O", "B-LOC", "I-LOC", "O"], [(1, 3, "LOC")]),
+        (["B-PER", "B-PER", "I-PER"], [(0, 1, "PER"), (1, 3, "PER")]),  # two entities side by side
+        (["B-PER", "I-LOC", "I-LOC"], [(0, 1, "PER"), (1, 3, "LOC")]),  # a label change opens one
+        (["O", "I-ORG", "I-ORG", "O", "I-ORG"], [(1, 3, "ORG"), (4, 5, "ORG")]),  # stray I- as conlleval
+        (["B-LOC"], [(0, 1, "LOC")]),
+        ([], []),
+        (["O", "O"], []),
+    ],
+)
+def test_bio_tags_read_as_conlleval_reads_them(tags, spans):
+    assert spans_of_bio(tags) == spans
+
+
+def test_biluo_gold_becomes_bio_and_missing_stays_missing():
+    assert [bio_of_biluo(t) for t in ["U-LOC", "B-PER", "I-PER", "L-PER", "O", "-", "", None]] == [
+        "B-LOC", "B-PER", "I-PER", "I-PER", "O", None, None, None]
+
+
+def bio_nlp(name):
+    config = Config().from_str(config_text(name))
+    config["components"]["ner"] = {"factory": "bio_ner"}  # its default model: a listener, first piece
+    return spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def examples(nlp):
+    return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN]
+
+
+def test_bio_ner_learns_the_entities_and_is_scored_as_ner(tiny_llama, tmp_path):
+    random.seed(0)
+    spacy.util.fix_random_seed(0)
+    nlp = bio_nlp(tiny_llama)
+    assert nlp.get_pipe("ner").__class__.__name__ == "BIOTagger"
+    data = examples(nlp)
+    optimizer = nlp.initialize(lambda: data)
+    assert nlp.get_pipe("ner").labels == ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
+    optimizer.learn_rate = 3e-3
+    losses = []
+    for _ in range(60):
+        step = {}
+        nlp.update(data, sgd=optimizer, losses=step)
+        losses.append(step["ner"])
+    assert losses[-1] < 0.2 * losses[0]
+    scores = nlp.evaluate(examples(nlp))
+    assert scores["ents_f"] > 0.9 and "ents_per_type" in scores
+    # every awkward text gets a doc; the saved pipeline predicts what the live one does
+    docs = list(nlp.pipe(TEXTS))
+    nlp.to_disk(tmp_path / "nlp")
+    again = spacy.load(tmp_path / "nlp")
+    assert [[(e.start, e.end, e.label_) for e in d.ents] for d in docs] == [
+        [(e.start, e.end, e.label_) for e in d.ents] for d in again.pipe(TEXTS)]
+    assert [(e.text, e.label_) for e in again("I love New York so much .").ents] == [("New York", "LOC")]
+
+
+def test_misaligned_and_unannotated_tokens_carry_no_loss(tiny_llama):
+    nlp = bio_nlp(tiny_llama)
+    data = examples(nlp)
+    nlp.initialize(lambda: data)
+    tagger = nlp.get_pipe("ner")
+    # an entity that is part of a predicted token ("York" in "NewYork") has no gold tag there;
+    # one that spans two predicted tokens aligns by its characters
+    predicted = Doc(nlp.vocab, words=["I", "love", "NewYork", "and", "New", "York", "."])
+    reference = Doc(nlp.vocab, words=["I", "love", "New", "York", "and", "New York", "."],
+                    spaces=[True, True, False, True, True, True, False],
+                    ents=["O", "O", "O", "B-LOC", "O", "B-LOC", "O"])
+    assert tagger._gold(Example(predicted, reference)) == ["O", "O", None, "O", "B-LOC", "I-LOC", "O"]
+    unannotated = Example(nlp.make_doc("Obama visited ."), Doc(nlp.vocab, words=["Obama", "visited", "."]))
+    assert tagger._gold(unannotated) == [None, None, None]
+    scores = tagger.model.predict([unannotated.predicted])
+    loss, d_scores = tagger.get_loss([unannotated], scores)
+    assert loss == 0.0 and float(abs(d_scores[0]).sum()) == 0.0
