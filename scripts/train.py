@@ -1,9 +1,10 @@
 """`spacy train` with the project's vars as overrides, leaving out those set to "config".
 
     python scripts/train.py CONFIG OUTPUT [--gpu-id -1] [--seed 0] [--paths.X PATH ...]
-        [--unmask V] [--n-layers V] [--repeat V] [--max-epochs V] [--total-steps V] [--mixed-precision V]
+        [--unmask V] [--n-layers V] [--repeat V] [--max-epochs V] [--max-steps V] [--total-steps V]
+        [--mixed-precision V]
 
-Each of the last six defaults to "config": the value in CONFIG stands. Values go to
+Each of the last seven defaults to "config": the value in CONFIG stands. Values go to
 spaCy as Python values, not through its command-line parser, so a pattern such as
 "0010" keeps its leading zeros (quote it in `--vars`: --vars.unmask '"0010"').
 """
@@ -19,6 +20,7 @@ OVERRIDES = {
     "n_layers": ("components.transformer.model.n_layers", lambda v: None if v.lower() in ("null", "none") else int(v)),
     "repeat": ("components.transformer.model.repeat", int),
     "max_epochs": ("training.max_epochs", int),
+    "max_steps": ("training.max_steps", int),
     "total_steps": ("training.optimizer.learn_rate.total_steps", int),
     "mixed_precision": ("components.transformer.model.mixed_precision", lambda v: {"true": True, "false": False}[v.lower()]),
 }
