@@ -15,7 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import spacy
 from spacy.cli.evaluate import evaluate
+from spacy.tokens import DocBin, SpanGroup
+from spacy.training import Example
 
 from runs import corpus_paths, log, read_run, train, write_run
 from study_plan import Arm, Plan, digest, run_config
@@ -41,6 +44,37 @@ def best_step(log_text: str):
             if best is None or score > best[0]:
                 best = (score, int(fields[1]))
     return None if best is None else best[1]
+
+
+# spancat's threshold only filters predictions: every run is also scored at these, on one pass
+SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def spancat_thresholds(model: Path, paths: dict, thresholds=SPANCAT_THRESHOLDS) -> dict:
+    """{threshold: {"dev"|"test": spancat's P/R/F}} of a trained pipeline: predicted once at the lowest
+    threshold, then each span group cut to the spans that score at least the next one, as spancat
+    (`max_positive = null`) would have kept them."""
+    nlp = spacy.load(model)
+    if "spancat" not in nlp.pipe_names:
+        return {}
+    spancat = nlp.get_pipe("spancat")
+    spancat.cfg["threshold"] = min(thresholds)
+    found = {}
+    for part in ("dev", "test"):
+        references = list(DocBin().from_disk(paths[part]).get_docs(nlp.vocab))
+        examples = [Example(predicted, reference)
+                    for predicted, reference in zip(nlp.pipe(r.text for r in references), references)]
+        for threshold in sorted(thresholds):
+            for eg in examples:
+                group = eg.predicted.spans[spancat.key]
+                kept = [i for i, score in enumerate(group.attrs["scores"]) if score >= threshold]
+                eg.predicted.spans[spancat.key] = SpanGroup(
+                    eg.predicted, name=spancat.key, spans=[group[i] for i in kept],
+                    attrs={"scores": [group.attrs["scores"][i] for i in kept]})
+            scores = spancat.score(examples)
+            found.setdefault(f"{threshold:g}", {})[part] = {
+                k: scores[f"spans_{spancat.key}_{k}"] for k in ("p", "r", "f")}
+    return found
 
 
 def scores_of(scores: dict, per_type: bool) -> dict:
@@ -89,6 +123,7 @@ class Study:
             "dev": scores_of(scores["dev"], per_type=False),
             "test": scores_of(scores["test"], per_type=True),
             "test_words_per_s": round(scores["test"]["speed"], 1),
+            "spancat_thresholds": spancat_thresholds(best, self.paths),
         }
         write_run(target, record)
         shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB

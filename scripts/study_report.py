@@ -66,6 +66,27 @@ def per_label(records, arm_name: str, part: str = "ents_per_type") -> list:
     return lines
 
 
+def thresholds_table(records) -> list:
+    """SpanCat F1 of each arm's trained pipelines at every threshold they were scored at
+    (`study.spancat_thresholds`: the same predictions, filtered), mean ± sd over seeds."""
+    by_arm = {}
+    for (name, _seed), record in sorted(records.items()):
+        if record.get("spancat_thresholds"):
+            by_arm.setdefault(name, []).append(record["spancat_thresholds"])
+    if not by_arm:
+        return []
+    thresholds = sorted({t for runs in by_arm.values() for run in runs for t in run}, key=float)
+    lines = ["", "## SpanCat F1 by threshold (the same trained pipelines, their spans filtered)", "",
+             "| arm | n | " + " | ".join(f"dev @{t}" for t in thresholds) + " | "
+             + " | ".join(f"test @{t}" for t in thresholds) + " |",
+             "|---|---|" + "---|" * (2 * len(thresholds))]
+    for name, runs in by_arm.items():
+        cells = [mean_sd([100 * run[t][part]["f"] for run in runs if t in run])
+                 for part in ("dev", "test") for t in thresholds]
+        lines.append(f"| `{name}` | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(out: Path, quick: bool) -> None:
     records, stale = current_records(out, quick)
     plan = Plan(lambda arm, seed: records.get((arm.name, seed)), seeds=(0,) if quick else (0, 1, 2), quick=quick)
@@ -98,6 +119,7 @@ def write_report(out: Path, quick: bool) -> None:
         lines.append(f"| `{name}` | {n} | " + " | ".join(cells) + f" | {score:.1f} | {seconds} | {steps} |")
     if stale:
         lines += ["", f"{stale} run(s) of an older recipe left out."]
+    lines += thresholds_table(records)
     # the per-label table of the recipe that ships: the last settled joint decoder recipe
     final = [arm for label, arm, done in plan.answers
              if arm is not None and done and arm.family == "decoder" and arm.heads == "joint" and label != "long"]

@@ -2,9 +2,17 @@
 an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
 import dataclasses
 
+import spacy
+from spacy.tokens import DocBin
+from spacy.training import Example
+from thinc.api import Config
+
 import study
 import study_plan
+import study_report
 from study_plan import Arm, Plan, settle
+
+from .pipelines import TRAIN, config_text
 
 
 def record(arm, seed, ner, spancat=0.0):
@@ -112,3 +120,64 @@ def test_the_console_table_gives_the_kept_checkpoints_step():
   3     276       21242.13   9236.85   30.42        0.00    0.30
 """
     assert study.best_step(table) == 200  # spaCy keeps the first of equal scores
+
+
+SPANCAT = """
+[components.spancat]
+factory = "spancat"
+spans_key = "sc"
+threshold = 0.5
+
+[components.spancat.model]
+@architectures = "spacy.SpanCategorizer.v1"
+
+[components.spancat.model.reducer]
+@layers = "spacy.mean_max_reducer.v1"
+hidden_size = 16
+
+[components.spancat.model.scorer]
+@layers = "spacy.LinearLogistic.v1"
+
+[components.spancat.model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+
+[components.spancat.model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+
+[components.spancat.suggester]
+@misc = "spacy.ngram_suggester.v1"
+sizes = [1, 2]
+"""
+
+
+def test_spancat_is_scored_at_each_threshold_as_if_it_had_been_set(tiny_llama, tmp_path):
+    text = config_text(tiny_llama).replace('pipeline = ["transformer", "ner"]', 'pipeline = ["transformer", "ner", "spancat"]')
+    nlp = spacy.util.load_model_from_config(Config().from_str(text + SPANCAT), auto_fill=True, validate=True)
+    data = [Example.from_dict(nlp.make_doc(t), {"entities": ents, "spans": {"sc": ents}}) for t, ents in TRAIN]
+    spacy.util.fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: data)
+    optimizer.learn_rate = 3e-3
+    for _ in range(40):
+        nlp.update(data, sgd=optimizer)
+    nlp.to_disk(tmp_path / "nlp")
+    DocBin(docs=[eg.reference for eg in data]).to_disk(tmp_path / "gold.spacy")
+    paths = {"dev": tmp_path / "gold.spacy", "test": tmp_path / "gold.spacy"}
+    found = study.spancat_thresholds(tmp_path / "nlp", paths, thresholds=(0.1, 0.3, 0.5))
+    seen = set()
+    for threshold in (0.1, 0.3, 0.5):
+        direct = spacy.load(tmp_path / "nlp")
+        direct.get_pipe("spancat").cfg["threshold"] = threshold  # a load-time config loses to the saved cfg
+        scores = direct.evaluate([Example(direct.make_doc(eg.reference.text), eg.reference) for eg in data])
+        assert found[f"{threshold:g}"]["dev"] == {k: scores[f"spans_sc_{k}"] for k in "prf"}
+        seen.add(scores["spans_sc_r"])
+    assert len(seen) > 1  # the thresholds cut different span sets here
+
+
+def test_the_threshold_table_gives_every_arm_its_mean_per_threshold():
+    def run(f):
+        return {"spancat_thresholds": {t: {"dev": {"f": f + d}, "test": {"f": f}} for t, d in (("0.2", 0.1), ("0.5", 0.0))}}
+
+    lines = study_report.thresholds_table({("a", 0): run(0.4), ("a", 1): run(0.5), ("b", 0): {"dev": {}}})
+    assert lines[5] == "| `a` | 2 | 55.0 ± 7.1 | 45.0 ± 7.1 | 45.0 ± 7.1 | 45.0 ± 7.1 |"
+    assert len(lines) == 6
