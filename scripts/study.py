@@ -17,9 +17,9 @@ from pathlib import Path
 
 import spacy
 from spacy.cli.evaluate import evaluate
-from spacy.tokens import DocBin, SpanGroup
-from spacy.training import Example
+from spacy.tokens import DocBin
 
+from evaluate import spancat_by_threshold
 from runs import corpus_paths, log, read_run, train, write_run
 from study_plan import Arm, Plan, digest, run_config
 from study_report import write_report
@@ -51,29 +51,15 @@ SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def spancat_thresholds(model: Path, paths: dict, thresholds=SPANCAT_THRESHOLDS) -> dict:
-    """{threshold: {"dev"|"test": spancat's P/R/F}} of a trained pipeline: predicted once at the lowest
-    threshold, then each span group cut to the spans that score at least the next one, as spancat
-    (`max_positive = null`) would have kept them."""
+    """{threshold: {"dev"|"test": spancat's P/R/F}} of a trained pipeline (`evaluate.spancat_by_threshold`)."""
     nlp = spacy.load(model)
     if "spancat" not in nlp.pipe_names:
         return {}
-    spancat = nlp.get_pipe("spancat")
-    spancat.cfg["threshold"] = min(thresholds)
     found = {}
     for part in ("dev", "test"):
         references = list(DocBin().from_disk(paths[part]).get_docs(nlp.vocab))
-        examples = [Example(predicted, reference)
-                    for predicted, reference in zip(nlp.pipe(r.text for r in references), references)]
-        for threshold in sorted(thresholds):
-            for eg in examples:
-                group = eg.predicted.spans[spancat.key]
-                kept = [i for i, score in enumerate(group.attrs["scores"]) if score >= threshold]
-                eg.predicted.spans[spancat.key] = SpanGroup(
-                    eg.predicted, name=spancat.key, spans=[group[i] for i in kept],
-                    attrs={"scores": [group.attrs["scores"][i] for i in kept]})
-            scores = spancat.score(examples)
-            found.setdefault(f"{threshold:g}", {})[part] = {
-                k: scores[f"spans_{spancat.key}_{k}"] for k in ("p", "r", "f")}
+        for threshold, scores in spancat_by_threshold(nlp, references, thresholds).items():
+            found.setdefault(threshold, {})[part] = scores
     return found
 
 

@@ -3,8 +3,9 @@
 The package's names are imported on first use: spaCy loads `spacy_unmask.cli` (the
 `spacy_cli` entry point) at every `python -m spacy ...` call, which must not pay for
 transformers, peft and bitsandbytes. spaCy finds the registered functions through the
-package's entry points (`spacy_architectures`, `spacy_misc`, `spacy_callbacks`), which import
-`spacy_unmask.architectures` when a config names one of them.
+package's entry points (`spacy_architectures`, `spacy_misc`, `spacy_callbacks`, and
+`spacy_factories` for `bio_ner`), which import `spacy_unmask.architectures` (or
+`spacy_unmask.bio_tagger`) when a config names one of them.
 """
 import importlib
 from typing import Any

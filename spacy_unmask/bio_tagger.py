@@ -66,18 +66,38 @@ def spans_of_bio(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
 class BIOTagger(Tagger):
     """spaCy's `tagger`, tagging each token B-/I-<entity label> or O and setting `doc.ents`."""
 
+    @property
+    def label_data(self) -> Tuple[str, ...]:
+        """The entity labels (what `spacy init labels` saves and `initialize(labels=...)` takes)."""
+        return tuple(sorted({tag[2:] for tag in self.labels if tag != OUTSIDE}))
+
+    def add_label(self, label: str) -> int:
+        """Add an entity label (its B- and I- tags, and O), or one tag given as "B-X", "I-X" or "O"."""
+        if not isinstance(label, str):
+            return super().add_label(label)  # spaCy's error
+        if label == OUTSIDE or label[:2] in ("B-", "I-"):
+            tags = [OUTSIDE, label]
+        else:
+            tags = [OUTSIDE, f"B-{label}", f"I-{label}"]
+        return int(any([super(BIOTagger, self).add_label(tag) for tag in tags]))
+
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None):
-        """Labels: B- and I- of every entity label in the examples (or `labels`, entity labels), and O."""
+        """Labels: B- and I- of every entity label in the examples (or in `labels`), and O."""
         validate_get_examples(get_examples, "BIOTagger.initialize")
         if labels is None:
             labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
-        for tag in [OUTSIDE] + [f"{prefix}-{label}" for label in labels for prefix in "BI"]:
-            self.add_label(tag)
+        for label in labels:
+            self.add_label(label)
+        if len(self.labels) < 2:
+            raise ValueError(f"[{self.name}] bio_ner found no entity labels in the training examples "
+                             "(and none were given): it has nothing to learn")
         docs, truths = [], []
         for eg in islice(get_examples(), 10):
             docs.append(eg.predicted)
             truths.append(self.model.ops.asarray(
                 [[1.0 if tag == gold else 0.0 for tag in self.labels] for gold in self._gold(eg)], dtype="float32"))
+        if not docs:
+            raise ValueError(f"[{self.name}] bio_ner.initialize got no training examples")
         self.model.initialize(X=docs, Y=truths)
 
     def _gold(self, eg: Example) -> List[Optional[str]]:
@@ -86,8 +106,7 @@ class BIOTagger(Tagger):
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List]:
         validate_examples(examples, "BIOTagger.get_loss")
         loss_func = SequenceCategoricalCrossentropy(
-            names=self.labels, normalize=False, neg_prefix=self.cfg["neg_prefix"],
-            label_smoothing=self.cfg["label_smoothing"],
+            names=self.labels, normalize=False, label_smoothing=self.cfg["label_smoothing"],
         )
         d_scores, loss = loss_func(scores, [self._gold(eg) for eg in examples])
         return float(loss), d_scores
@@ -98,7 +117,12 @@ class BIOTagger(Tagger):
         labels = self.labels
         for doc, tag_ids in zip(docs, batch_tag_ids):
             tags = [labels[int(i)] for i in (tag_ids.get() if hasattr(tag_ids, "get") else tag_ids)]
-            doc.ents = [Span(doc, start, end, label=label) for start, end, label in spans_of_bio(tags)]
+            # entities set before this component (an entity_ruler, say) stay, as with spaCy's `ner`:
+            # a predicted entity that overlaps one of them is dropped
+            taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+            new = [Span(doc, start, end, label=label) for start, end, label in spans_of_bio(tags)
+                   if taken.isdisjoint(range(start, end))]
+            doc.set_ents(new, default="unmodified")
 
 
 @Language.factory(
@@ -107,12 +131,11 @@ class BIOTagger(Tagger):
     default_config={
         "model": DEFAULT_MODEL,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-        "neg_prefix": "!",
         "label_smoothing": 0.0,
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callable], neg_prefix: str,
+def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callable],
                  label_smoothing: float) -> BIOTagger:
     """Named entities as BIO tags, one softmax over each token's vector (the unmasking paper's head).
 
@@ -120,9 +143,11 @@ def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callab
         `spacy.Tagger.v2` over a transformer listener that reads each word's first piece
         (`reduce_first.v1`), as the paper does.
     scorer (Optional[Callable]): Scores `doc.ents`, as for `ner` (`spacy.ner_scorer.v1`).
-    neg_prefix (str): As in spaCy's `tagger`: a gold tag "!X" says only that the tag is not X.
     label_smoothing (float): As in spaCy's `tagger`: moves this much of the target's mass
         from the gold tag to the others.
     """
-    return BIOTagger(nlp.vocab, model, name=name, overwrite=True, scorer=scorer, neg_prefix=neg_prefix,
-                     label_smoothing=label_smoothing)
+    if not any(node.name == "softmax" for node in model.walk()):
+        raise ValueError(f"[{name}] bio_ner needs a model that ends in a softmax over its tags, such as "
+                         f"spacy.Tagger.v2 over a listener; got {model.name!r} (a config that only changes "
+                         "`ner`'s factory keeps ner's TransitionBasedParser: replace [components.ner.model] too)")
+    return BIOTagger(nlp.vocab, model, name=name, scorer=scorer, label_smoothing=label_smoothing)

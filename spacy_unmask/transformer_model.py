@@ -117,7 +117,9 @@ class DecoderShim(PyTorchShim):
         for key, param in named:
             if param.grad is None:
                 continue
-            data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad), lr_scale=lr_scale)
+            # the keyword only when it matters: an optimizer of another kind may not take it
+            scale = {} if lr_scale == 1.0 else {"lr_scale": lr_scale}
+            data, grad = optimizer(key, torch2xp(param.data), torch2xp(param.grad), **scale)
             param.data = xp2torch(data, requires_grad=True, device=param.device)
             returned = xp2torch(grad, device=param.device)
             if returned.data_ptr() != param.grad.data_ptr():

@@ -86,3 +86,47 @@ def test_misaligned_and_unannotated_tokens_carry_no_loss(tiny_llama):
     scores = tagger.model.predict([unannotated.predicted])
     loss, d_scores = tagger.get_loss([unannotated], scores)
     assert loss == 0.0 and float(abs(d_scores[0]).sum()) == 0.0
+
+
+def test_labels_round_trip_through_label_data_as_spacy_init_labels_saves_them(tiny_llama):
+    trained = bio_nlp(tiny_llama)
+    trained.initialize(lambda: examples(trained))
+    saved = trained.get_pipe("ner").label_data
+    assert saved == ("LOC", "ORG", "PER")
+    # [initialize.components.ner] labels = what `spacy init labels` saved; the examples have LOC only
+    config = Config().from_str(config_text(tiny_llama))
+    config["components"]["ner"] = {"factory": "bio_ner"}
+    config["initialize"] = {"components": {"ner": {"labels": list(saved)}}}
+    fresh = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    fresh.initialize(lambda: examples(fresh)[3:])
+    assert fresh.get_pipe("ner").labels == trained.get_pipe("ner").labels
+    fresh.update(examples(fresh))  # trains with the restored labels
+    # add_label takes an entity label, as ner's does, or one tag
+    blank = bio_nlp(tiny_llama).get_pipe("ner")
+    assert blank.add_label("MISC") == 1 and blank.add_label("B-MISC") == 0
+    assert blank.labels == ("O", "B-MISC", "I-MISC")
+
+
+def test_entities_set_before_it_stay_as_with_spacys_ner(tiny_llama):
+    nlp = bio_nlp(tiny_llama)
+    nlp.initialize(lambda: examples(nlp))
+    tagger = nlp.get_pipe("ner")
+    doc = nlp.make_doc("Obama visited Paris .")
+    doc.ents = [doc.char_span(0, 5, label="PER")]
+    every_token_loc = [[tagger.labels.index("B-LOC")] * len(doc)]
+    tagger.set_annotations([doc], every_token_loc)
+    assert [(e.text, e.label_) for e in doc.ents] == [("Obama", "PER"), ("visited", "LOC"), ("Paris", "LOC"), (".", "LOC")]
+
+
+def test_a_config_that_only_swaps_the_factory_is_refused_naming_the_model(tiny_llama):
+    config = Config().from_str(config_text(tiny_llama))
+    config["components"]["ner"]["factory"] = "bio_ner"  # ner's TransitionBasedParser stays
+    with pytest.raises(ValueError, match=r"softmax.*replace \[components.ner.model\] too"):
+        spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def test_training_data_without_entities_is_refused(tiny_llama):
+    nlp = bio_nlp(tiny_llama)
+    plain = [Example.from_dict(nlp.make_doc("no entities here"), {"entities": []})]
+    with pytest.raises(ValueError, match="no entity labels"):
+        nlp.initialize(lambda: plain)
