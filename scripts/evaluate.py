@@ -15,37 +15,57 @@ import json
 import sys
 from pathlib import Path
 
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import spacy
-from spacy.tokens import Doc, SpanGroup
+from spacy.scorer import Scorer
+from spacy.tokens import SpanGroup
 from spacy.training import Corpus, Example
 
 
-def spancat_by_threshold(nlp, references: List[Doc], thresholds: Sequence[float]) -> Dict[str, Dict[str, float]]:
-    """{threshold: spancat's P/R/F} on gold docs `references`: predicted once at the lowest
-    threshold, then each span group cut to the spans that score at least the next one, which is
-    what spancat (`max_positive = null`) keeps at that threshold. A loaded pipeline's threshold
+class _KeepExamples(Scorer):
+    """spaCy's Scorer, keeping the examples it scored: `nlp.evaluate` scores copies it predicts into."""
+
+    def score(self, examples, **kwargs):
+        self.examples = list(examples)
+        return super().score(self.examples, **kwargs)
+
+
+def _cut_spans(examples: List[Example], key: str, threshold: float) -> None:
+    """Each predicted span group cut to the spans scoring at least `threshold`: what spancat
+    (`max_positive = null`) keeps at that threshold."""
+    for eg in examples:
+        group = eg.predicted.spans[key]
+        kept = [i for i, score in enumerate(group.attrs["scores"]) if score >= threshold]
+        eg.predicted.spans[key] = SpanGroup(eg.predicted, name=key, spans=[group[i] for i in kept],
+                                            attrs={"scores": [group.attrs["scores"][i] for i in kept]})
+
+
+def evaluate_examples(nlp, examples: List[Example], thresholds: Sequence[float] = ()) -> dict:
+    """`nlp.evaluate(examples)`'s scores and, given `thresholds` and a `spancat`, spancat's P/R/F
+    at each (`spans_sc_by_threshold`), from one prediction pass: spancat predicts at the lowest
+    threshold and the higher ones, its own included, cut its spans. A loaded pipeline's threshold
     comes from its saved cfg (a load-time config does not change it), so it is set here."""
+    if not thresholds or "spancat" not in nlp.pipe_names:
+        return nlp.evaluate(examples)
     spancat = nlp.get_pipe("spancat")
-    saved = spancat.cfg["threshold"]
-    spancat.cfg["threshold"] = min(thresholds)
+    own = spancat.cfg["threshold"]
+    scorer = _KeepExamples(nlp=nlp)
+    spancat.cfg["threshold"] = min(*thresholds, own)
     try:
-        examples = [Example(predicted, reference)
-                    for predicted, reference in zip(nlp.pipe(r.text for r in references), references)]
+        scores = nlp.evaluate(examples, scorer=scorer)
     finally:
-        spancat.cfg["threshold"] = saved
-    found = {}
-    for threshold in sorted(thresholds):
-        for eg in examples:
-            group = eg.predicted.spans[spancat.key]
-            kept = [i for i, score in enumerate(group.attrs["scores"]) if score >= threshold]
-            eg.predicted.spans[spancat.key] = SpanGroup(
-                eg.predicted, name=spancat.key, spans=[group[i] for i in kept],
-                attrs={"scores": [group.attrs["scores"][i] for i in kept]})
-        scores = spancat.score(examples)
-        found[f"{threshold:g}"] = {k: scores[f"spans_{spancat.key}_{k}"] for k in ("p", "r", "f")}
-    return found
+        spancat.cfg["threshold"] = own
+    table = {}
+    for threshold in sorted({*thresholds, own}):
+        _cut_spans(scorer.examples, spancat.key, threshold)
+        found = spancat.score(scorer.examples)
+        if threshold == own:  # the pipeline's own spancat scores, as if predicted at its threshold
+            scores.update(found)
+        if threshold in thresholds:
+            table[f"{threshold:g}"] = {k: found[f"spans_{spancat.key}_{k}"] for k in ("p", "r", "f")}
+    scores["spans_sc_by_threshold"] = table
+    return scores
 
 
 def thresholds_of(text: str) -> List[float]:
@@ -74,14 +94,12 @@ def main() -> int:
         overrides["components.transformer.model.inference_dtype"] = args.inference_dtype
     nlp = spacy.load(args.model, config=overrides)
     # spaCy's `evaluate` command does the same: the split's gold docs through nlp.evaluate
-    scores = nlp.evaluate(list(Corpus(args.data, gold_preproc=False)(nlp)))
+    examples = list(Corpus(args.data, gold_preproc=False)(nlp))
+    scores = evaluate_examples(nlp, examples, args.spancat_thresholds or ())
     keep = {k: v for k, v in scores.items() if k.startswith(("ents_", "spans_sc_", "speed"))}
     if "transformer" in nlp.pipe_names and hasattr(nlp.get_pipe("transformer").model, "transformer"):
         module = nlp.get_pipe("transformer").model.transformer
         keep["decoder_precision"] = str(getattr(module, "compute_dtype", "")).replace("torch.", "")
-    if args.spancat_thresholds and "spancat" in nlp.pipe_names:
-        references = [eg.reference for eg in Corpus(args.data, gold_preproc=False)(nlp)]
-        keep["spans_sc_by_threshold"] = spancat_by_threshold(nlp, references, args.spancat_thresholds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(keep, indent=2) + "\n")
     print(json.dumps({k: v for k, v in keep.items() if not k.endswith("per_type")}, indent=2))

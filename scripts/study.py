@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import spacy
-from spacy.cli.evaluate import evaluate
-from spacy.tokens import DocBin
+from spacy.training import Corpus
 
-from evaluate import spancat_by_threshold
+from evaluate import evaluate_examples
 from runs import corpus_paths, log, read_run, train, write_run
 from study_plan import Arm, Plan, digest, run_config
 from study_report import write_report
@@ -50,16 +49,20 @@ def best_step(log_text: str):
 SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def spancat_thresholds(model: Path, paths: dict, thresholds=SPANCAT_THRESHOLDS) -> dict:
-    """{threshold: {"dev"|"test": spancat's P/R/F}} of a trained pipeline (`evaluate.spancat_by_threshold`)."""
+def score_run(model: Path, paths: dict, thresholds=SPANCAT_THRESHOLDS) -> dict:
+    """{"dev"|"test": spaCy's scores} of a trained pipeline, loaded once and predicted once a
+    split; with a spancat, each split's `spans_sc_by_threshold` (`evaluate.evaluate_examples`)."""
     nlp = spacy.load(model)
-    if "spancat" not in nlp.pipe_names:
-        return {}
+    return {part: evaluate_examples(nlp, list(Corpus(paths[part], gold_preproc=False)(nlp)), thresholds)
+            for part in ("dev", "test")}
+
+
+def thresholds_of(scores: dict) -> dict:
+    """{threshold: {"dev"|"test": spancat's P/R/F}}, as a run's record keeps them."""
     found = {}
-    for part in ("dev", "test"):
-        references = list(DocBin().from_disk(paths[part]).get_docs(nlp.vocab))
-        for threshold, scores in spancat_by_threshold(nlp, references, thresholds).items():
-            found.setdefault(threshold, {})[part] = scores
+    for part, part_scores in scores.items():
+        for threshold, prf in part_scores.get("spans_sc_by_threshold", {}).items():
+            found.setdefault(threshold, {})[part] = prf
     return found
 
 
@@ -96,7 +99,7 @@ class Study:
                "--system.seed", str(seed), *(QUICK if self.quick else [])]
         trained = train(name, cmd, ROOT)
         best = model_dir / "model-best"
-        scores = {part: evaluate(str(best), self.paths[part], silent=True) for part in ("dev", "test")}
+        scores = score_run(best, self.paths)
         record = {
             "run": name, "arm": arm.name, "settings": {**vars(arm)}, "heads": arm.heads, "family": arm.family,
             "seed": seed, "recipe": recipe, "quick": self.quick,
@@ -109,7 +112,7 @@ class Study:
             "dev": scores_of(scores["dev"], per_type=False),
             "test": scores_of(scores["test"], per_type=True),
             "test_words_per_s": round(scores["test"]["speed"], 1),
-            "spancat_thresholds": spancat_thresholds(best, self.paths),
+            "spancat_thresholds": thresholds_of(scores),
         }
         write_run(target, record)
         shutil.rmtree(model_dir, ignore_errors=True)  # the record is what we keep; a model is ~0.5 GB

@@ -57,6 +57,9 @@ SPECS = ("none", "second_half", "all")
 HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
 POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
 NER_HEADS = ("parser", "bio")
+# the heads' factors, settled in this order after `epochs`: (stage, Arm field, values)
+HEAD_FACTORS = (("heads' rate", "head_rate", HEAD_RATES), ("pooling", "pooling", tuple(POOLINGS)),
+                ("ner head", "ner_head", NER_HEADS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +211,17 @@ class Plan:
         self.answers.append((label, arm, final))
         return arm if final else None
 
+    def _factor(self, label: str, base: Arm, field: str, values) -> Optional[Arm]:
+        """`base` with `field` settled over `values` (`settle`); None while provisional."""
+        arms = [dataclasses.replace(base, **{field: value}) for value in values]
+        return self._answer(label, *settle(arms, self.get, self.seeds))
+
+    def _rate(self, label: str, base: Arm) -> Optional[Arm]:
+        """`base` at the learning rate `choose_rate` picks on the dev score; None while provisional."""
+        rate, final = choose_rate(self.grid[base.family], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
+                                  self.seeds, score=dev_score)
+        return self._answer(label, dataclasses.replace(base, lr=rate) if rate else None, final)
+
     def run(self) -> None:
         arms = balance_arms()
         for arm in arms.values():  # seed 0 of every arm first: the cheapest look at each question
@@ -220,31 +234,19 @@ class Plan:
         base = self._answer("balance", *answer)
         if base is None:
             return
-        at_epochs = [dataclasses.replace(base, epochs=e) for e in EPOCHS]
-        longest = self._answer("epochs", *settle(at_epochs, self.get, self.seeds))
+        longest = self._factor("epochs", base, "epochs", EPOCHS)
         if longest is None:
             return
         # the stages that pick the shipped default run within the newcomer's budget
         base = dataclasses.replace(longest, epochs=min(longest.epochs, BUDGET_EPOCHS))
-        heads = [dataclasses.replace(base, head_rate=rate) for rate in HEAD_RATES]
-        base = self._answer("heads' rate", *settle(heads, self.get, self.seeds))
+        for label, field, values in HEAD_FACTORS:
+            base = self._factor(label, base, field, values)
+            if base is None:
+                return
+        base = self._rate("rate", base)
         if base is None:
             return
-        pooling = [dataclasses.replace(base, pooling=p) for p in POOLINGS]
-        base = self._answer("pooling", *settle(pooling, self.get, self.seeds))
-        if base is None:
-            return
-        heads = [dataclasses.replace(base, ner_head=h) for h in NER_HEADS]
-        base = self._answer("ner head", *settle(heads, self.get, self.seeds))
-        if base is None:
-            return
-        rate, final = choose_rate(self.grid["decoder"], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
-                                  self.seeds, score=dev_score)
-        base = self._answer("rate", dataclasses.replace(base, lr=rate) if rate else None, final)
-        if base is None:
-            return
-        at_depth = [dataclasses.replace(base, n_layers=n) for n in DEPTHS]
-        base = self._answer("depth", *settle(at_depth, self.get, self.seeds))
+        base = self._factor("depth", base, "n_layers", DEPTHS)
         if base is None:
             return
         specs = [dataclasses.replace(base, unmask=s) for s in SPECS]
@@ -254,9 +256,7 @@ class Plan:
             return
         encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling,
                       ner_head=best.ner_head)
-        rate, final = choose_rate(self.grid["minilm"], lambda lr, seed: self.get(dataclasses.replace(encoder, lr=lr), seed),
-                                  self.seeds, score=dev_score)
-        if self._answer("minilm", dataclasses.replace(encoder, lr=rate) if rate else None, final) is None:
+        if self._rate("minilm", encoder) is None:
             return
         # what sharing the decoder costs NER at the shipped recipe, and the recipe at the longest schedule
         ner = dataclasses.replace(best, heads="ner", spancat_grad=1.0)

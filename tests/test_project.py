@@ -74,9 +74,11 @@ def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
     # the project's vars reach the config as values: the pattern keeps its leading zero
     assert (trained["unmask"], trained["n_layers"], trained["repeat"]) == ("01", 2, 1)
     metrics = tmp_path / "metrics.json"
-    script("scripts/evaluate.py", out / "model-best", corpus / "test.spacy", metrics)
+    script("scripts/evaluate.py", out / "model-best", corpus / "test.spacy", metrics, "--spancat-thresholds", "0.2,0.5")
     scores = json.loads(metrics.read_text())
     assert {"ents_f", "ents_per_type", "spans_sc_f", "spans_sc_per_type"} <= set(scores)
+    assert set(scores["spans_sc_by_threshold"]) == {"0.2", "0.5"}
+    assert scores["spans_sc_by_threshold"]["0.5"]["f"] == scores["spans_sc_f"]  # 0.5 is the config's own
     packages = tmp_path / "packages"
     packages.mkdir()
     script("-m", "spacy", "package", out / "model-best", packages, "--name", "unmask_smoke", "--version", "0.0.1")

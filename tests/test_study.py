@@ -163,14 +163,20 @@ def test_spancat_is_scored_at_each_threshold_as_if_it_had_been_set(tiny_llama, t
     nlp.to_disk(tmp_path / "nlp")
     DocBin(docs=[eg.reference for eg in data]).to_disk(tmp_path / "gold.spacy")
     paths = {"dev": tmp_path / "gold.spacy", "test": tmp_path / "gold.spacy"}
-    found = study.spancat_thresholds(tmp_path / "nlp", paths, thresholds=(0.1, 0.3, 0.5))
+    scores = study.score_run(tmp_path / "nlp", paths, thresholds=(0.1, 0.3))
+    found = study.thresholds_of(scores)
+    assert set(found) == {"0.1", "0.3"} and set(found["0.1"]) == {"dev", "test"}
     seen = set()
     for threshold in (0.1, 0.3, 0.5):
         direct = spacy.load(tmp_path / "nlp")
         direct.get_pipe("spancat").cfg["threshold"] = threshold  # a load-time config loses to the saved cfg
-        scores = direct.evaluate([Example(direct.make_doc(eg.reference.text), eg.reference) for eg in data])
-        assert found[f"{threshold:g}"]["dev"] == {k: scores[f"spans_sc_{k}"] for k in "prf"}
-        seen.add(scores["spans_sc_r"])
+        expected = direct.evaluate([Example(direct.make_doc(eg.reference.text), eg.reference) for eg in data])
+        if threshold < 0.5:
+            assert found[f"{threshold:g}"]["dev"] == {k: expected[f"spans_sc_{k}"] for k in "prf"}
+        else:  # the pipeline's own threshold: its scores are those of spaCy's evaluate, NER's and spancat's
+            for key in ("ents_f", "ents_per_type", "spans_sc_p", "spans_sc_r", "spans_sc_f", "spans_sc_per_type"):
+                assert scores["dev"][key] == expected[key], key
+        seen.add(expected["spans_sc_r"])
     assert len(seen) > 1  # the thresholds cut different span sets here
 
 
