@@ -20,7 +20,7 @@ from spacy.training import Corpus
 
 from evaluate import evaluate_examples
 from runs import corpus_paths, log, read_run, train, write_run
-from study_plan import Arm, Plan, digest, run_config
+from study_plan import SPANCAT_THRESHOLDS, Arm, Plan, digest, run_config
 from study_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +43,6 @@ def best_step(log_text: str):
             if best is None or score > best[0]:
                 best = (score, int(fields[1]))
     return None if best is None else best[1]
-
-
-# spancat's threshold only filters predictions: every run is also scored at these, on one pass
-SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def score_run(model: Path, paths: dict, thresholds=SPANCAT_THRESHOLDS) -> dict:

@@ -20,9 +20,12 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 6. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
 7. depth: 15 / 22 / 30 decoder layers.
 8. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
-9. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev.
-10. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
-   long: the chosen recipe at the `epochs` winner's length, when that is over the budget.
+9. threshold: spancat's threshold chosen on the spec winner's dev runs (`choose_threshold`), and
+   that recipe trained at it, 3 seeds: the shipped pipeline.
+10. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev,
+   then its own threshold chosen on dev and trained at.
+11. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
+   long: the shipped recipe at the `epochs` winner's length, when that is over the budget.
 
 A stage settles its factor on seed 0 over its grid, then runs seeds 1 and 2 of the two best
 and takes the better mean (`settle`). Each function here takes `get(arm, seed)`, which gives a
@@ -57,6 +60,9 @@ SPECS = ("none", "second_half", "all")
 HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
 POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
 NER_HEADS = ("parser", "bio")
+# spancat's threshold only filters its predictions, so every run is also scored at each of these
+# (the same predictions, cut); the study's runs train at 0.5, configs/cpu.cfg's before the study
+SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # the heads' factors, settled in this order after `epochs`: (stage, Arm field, values)
 HEAD_FACTORS = (("heads' rate", "head_rate", HEAD_RATES), ("pooling", "pooling", tuple(POOLINGS)),
                 ("ner head", "ner_head", NER_HEADS))
@@ -82,6 +88,9 @@ class Arm:
     head_rate: Optional[float] = None
     pooling: str = "mean"  # how the listeners reduce a word's pieces: "mean" or "first"
     ner_head: str = "parser"  # spaCy's transition-based `ner`, or "bio": `bio_ner` (the paper's head)
+    # spancat keeps the spans scoring at least this; the dev score during training is at it too,
+    # so it also moves which checkpoint `model-best` is
+    spancat_threshold: float = 0.5
 
     @property
     def name(self) -> str:
@@ -97,6 +106,8 @@ class Arm:
             name += f"-{self.pooling}"
         if self.ner_head != "parser":
             name += f"-{self.ner_head}"
+        if self.heads == "joint" and self.spancat_threshold != 0.5:
+            name += f"-t{self.spancat_threshold:g}"
         return name
 
     def config(self) -> Config:
@@ -117,7 +128,7 @@ class Arm:
                              "training.eval_frequency": STEPS_PER_EPOCH,
                              "training.optimizer.learn_rate.total_steps": steps})
         if self.heads == "joint":
-            settings[SPANCAT_GRAD] = self.spancat_grad
+            settings.update({SPANCAT_GRAD: self.spancat_grad, "components.spancat.threshold": self.spancat_threshold})
         if self.family == "decoder":
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
@@ -183,6 +194,17 @@ def settle(arms: List[Arm], get: Get, seeds=SEEDS) -> Tuple[Optional[Arm], bool]
     return max(means, key=means.get), True
 
 
+def choose_threshold(records: List[dict]) -> float:
+    """spancat's threshold with the best mean dev F1 over `records` (each run's
+    `spancat_thresholds`: its predictions cut at each of `SPANCAT_THRESHOLDS`); a tie goes to the
+    higher threshold. Records from before the thresholds were recorded are left out."""
+    tables = [r["spancat_thresholds"] for r in records if r.get("spancat_thresholds")]
+    if not tables:
+        raise ValueError("no run of this arm was scored at spancat's thresholds: run it again to choose one")
+    means = {float(t): statistics.mean(table[t]["dev"]["f"] for table in tables) for t in tables[0]}
+    return max(sorted(means, reverse=True), key=means.get)
+
+
 def every_seed(arms: List[Arm], get: Get, seeds=SEEDS) -> bool:
     """Runs every seed of every arm; True when all are there."""
     return all([get(arm, seed) is not None for arm in arms for seed in seeds])
@@ -222,6 +244,11 @@ class Plan:
                                   self.seeds, score=dev_score)
         return self._answer(label, dataclasses.replace(base, lr=rate) if rate else None, final)
 
+    def _threshold(self, label: str, arm: Arm) -> Optional[Arm]:
+        """`arm` (every seed done) trained at spancat's threshold chosen on its dev runs, every seed."""
+        chosen = dataclasses.replace(arm, spancat_threshold=choose_threshold([self.get(arm, s) for s in self.seeds]))
+        return self._answer(label, chosen, every_seed([chosen], self.get, self.seeds))
+
     def run(self) -> None:
         arms = balance_arms()
         for arm in arms.values():  # seed 0 of every arm first: the cheapest look at each question
@@ -254,13 +281,18 @@ class Plan:
         best = max(specs, key=lambda a: statistics.mean(dev_score(self.get(a, s)) for s in self.seeds)) if done else None
         if self._answer("spec", best, done) is None:
             return
+        # the shipped recipe: spancat's threshold chosen on dev, trained at it (its 3 seeds are metrics/)
+        shipped = self._threshold("threshold", best)
+        if shipped is None:
+            return
         encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling,
                       ner_head=best.ner_head)
-        if self._rate("minilm", encoder) is None:
+        encoder = self._rate("minilm", encoder)
+        if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return
         # what sharing the decoder costs NER at the shipped recipe, and the recipe at the longest schedule
         ner = dataclasses.replace(best, heads="ner", spancat_grad=1.0)
         self._answer("ner only", ner, every_seed([ner], self.get, self.seeds))
-        if longest.epochs > best.epochs:
-            long = dataclasses.replace(best, epochs=longest.epochs)
+        if longest.epochs > shipped.epochs:
+            long = dataclasses.replace(shipped, epochs=longest.epochs)
             self._answer("long", long, every_seed([long], self.get, self.seeds))

@@ -2,6 +2,7 @@
 an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
 import dataclasses
 
+import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
@@ -15,8 +16,11 @@ from study_plan import Arm, Plan, settle
 from .pipelines import TRAIN, config_text
 
 
-def record(arm, seed, ner, spancat=0.0):
-    return {"heads": arm.heads, "dev": {"ents_f": ner, "spans_sc_f": spancat}, "seed": seed}
+def record(arm, seed, ner, spancat=0.0, by_threshold=None):
+    """A run's record; `by_threshold` gives dev spancat F1 at each threshold (default: `spancat` at all)."""
+    by_threshold = by_threshold or {t: spancat for t in study_plan.SPANCAT_THRESHOLDS}
+    return {"heads": arm.heads, "dev": {"ents_f": ner, "spans_sc_f": spancat}, "seed": seed,
+            "spancat_thresholds": {f"{t:g}": {"dev": {"f": f}} for t, f in by_threshold.items()}}
 
 
 def test_a_fixed_schedule_ends_on_an_evaluated_step_with_the_rate_schedule():
@@ -80,13 +84,46 @@ def test_later_stages_build_on_the_budget_when_a_longer_schedule_wins():
     assert answers["spec"][0].epochs == study_plan.BUDGET_EPOCHS
     assert answers["ner only"][0].heads == "ner" and answers["ner only"][1]
     long = answers["long"][0]
-    assert long.epochs == 8 and dataclasses.replace(long, epochs=study_plan.BUDGET_EPOCHS) == answers["spec"][0]
+    assert long.epochs == 8 and dataclasses.replace(long, epochs=study_plan.BUDGET_EPOCHS) == answers["threshold"][0]
+
+
+def test_the_shipped_recipe_trains_at_the_threshold_chosen_on_the_spec_winners_dev_runs():
+    asked = []
+
+    def get(arm, seed):
+        asked.append((arm, seed))
+        # spancat's dev F1 peaks at 0.3 for the decoder and at 0.2 for MiniLM
+        peak = 0.2 if arm.family == "minilm" else 0.3
+        return record(arm, seed, 0.5, 0.4, {t: 0.4 - abs(t - peak) for t in study_plan.SPANCAT_THRESHOLDS})
+
+    plan = Plan(get)
+    plan.run()
+    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    shipped, final = answers["threshold"]
+    assert final and shipped == dataclasses.replace(answers["spec"][0], spancat_threshold=0.3)
+    assert all((shipped, seed) in asked for seed in (0, 1, 2))  # trained at it, every seed
+    assert shipped.config()["components"]["spancat"]["threshold"] == 0.3
+    assert Arm(epochs=5).config()["components"]["spancat"]["threshold"] == 0.5  # whatever cpu.cfg ships
+    encoder, final = answers["minilm threshold"]
+    assert final and encoder.family == "minilm" and encoder.spancat_threshold == 0.2
+    assert answers["ner only"][0].spancat_threshold == 0.5  # no spancat: its name and config have none
+    assert "-t" not in answers["ner only"][0].name
+
+
+def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
+    arm = Arm()
+    runs = [record(arm, 0, 0.5, 0.4, {0.2: 0.50, 0.3: 0.40, 0.5: 0.45}),
+            record(arm, 1, 0.5, 0.4, {0.2: 0.30, 0.3: 0.41, 0.5: 0.45})]
+    assert study_plan.choose_threshold(runs) == 0.5  # 0.2's mean is 0.40, 0.5's is 0.45
+    assert study_plan.choose_threshold([record(arm, 0, 0.5, 0.4, {0.2: 0.5, 0.4: 0.5})]) == 0.4
+    with pytest.raises(ValueError, match="thresholds"):
+        study_plan.choose_threshold([{"dev": {}}])
 
 
 def test_arm_names_tell_every_setting_apart():
     arms = [Arm(), Arm(epochs=3), Arm(heads="ner"), Arm(spancat_grad=0.5), Arm(lr=1e-4), Arm(n_layers=30),
             Arm(unmask="all"), Arm(family="minilm"), Arm(head_rate=1e-3), Arm(pooling="first"),
-            Arm(ner_head="bio")]
+            Arm(ner_head="bio"), Arm(spancat_threshold=0.3)]
     assert len({a.name for a in arms}) == len(arms)
 
 
