@@ -194,14 +194,16 @@ def settle(arms: List[Arm], get: Get, seeds=SEEDS) -> Tuple[Optional[Arm], bool]
     return max(means, key=means.get), True
 
 
-def choose_threshold(records: List[dict]) -> float:
+def choose_threshold(records: List[dict]) -> Optional[float]:
     """spancat's threshold with the best mean dev F1 over `records` (each run's
-    `spancat_thresholds`: its predictions cut at each of `SPANCAT_THRESHOLDS`); a tie goes to the
-    higher threshold. Records from before the thresholds were recorded are left out."""
+    `spancat_thresholds`: its predictions cut at each of `SPANCAT_THRESHOLDS`), over the
+    thresholds every table has; a tie goes to the higher threshold. Records from before the
+    thresholds were recorded are left out; None when no record has them."""
     tables = [r["spancat_thresholds"] for r in records if r.get("spancat_thresholds")]
     if not tables:
-        raise ValueError("no run of this arm was scored at spancat's thresholds: run it again to choose one")
-    means = {float(t): statistics.mean(table[t]["dev"]["f"] for table in tables) for t in tables[0]}
+        return None
+    shared = set.intersection(*(set(table) for table in tables))
+    means = {float(t): statistics.mean(table[t]["dev"]["f"] for table in tables) for t in shared}
     return max(sorted(means, reverse=True), key=means.get)
 
 
@@ -245,8 +247,17 @@ class Plan:
         return self._answer(label, dataclasses.replace(base, lr=rate) if rate else None, final)
 
     def _threshold(self, label: str, arm: Arm) -> Optional[Arm]:
-        """`arm` (every seed done) trained at spancat's threshold chosen on its dev runs, every seed."""
-        chosen = dataclasses.replace(arm, spancat_threshold=choose_threshold([self.get(arm, s) for s in self.seeds]))
+        """`arm` (every seed done) trained at spancat's threshold chosen on its dev runs, every
+        seed. Runs finished before thresholds were recorded cannot be rescored (their models are
+        gone): the choice uses those that were, and keeps 0.5 when none was; the label says so."""
+        records = [self.get(arm, seed) for seed in self.seeds]
+        threshold = choose_threshold(records)
+        scored = sum(bool(r.get("spancat_thresholds")) for r in records)
+        if threshold is None:
+            threshold, label = 0.5, f"{label} (no run was scored at the thresholds: 0.5 kept)"
+        elif scored < len(records):
+            label = f"{label} (chosen on {scored} of {len(records)} runs)"
+        chosen = dataclasses.replace(arm, spancat_threshold=threshold)
         return self._answer(label, chosen, every_seed([chosen], self.get, self.seeds))
 
     def run(self) -> None:

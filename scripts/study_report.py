@@ -68,7 +68,7 @@ def per_label(records, arm_name: str, part: str = "ents_per_type") -> list:
 
 def thresholds_table(records) -> list:
     """SpanCat F1 of each arm's trained pipelines at every threshold they were scored at
-    (`study.spancat_thresholds`: the same predictions, filtered), mean ± sd over seeds."""
+    (`study.thresholds_of`: the same predictions, filtered), mean ± sd over seeds."""
     by_arm = {}
     for (name, _seed), record in sorted(records.items()):
         if record.get("spancat_thresholds"):

@@ -2,7 +2,6 @@
 an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
 import dataclasses
 
-import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
@@ -116,8 +115,27 @@ def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
             record(arm, 1, 0.5, 0.4, {0.2: 0.30, 0.3: 0.41, 0.5: 0.45})]
     assert study_plan.choose_threshold(runs) == 0.5  # 0.2's mean is 0.40, 0.5's is 0.45
     assert study_plan.choose_threshold([record(arm, 0, 0.5, 0.4, {0.2: 0.5, 0.4: 0.5})]) == 0.4
-    with pytest.raises(ValueError, match="thresholds"):
-        study_plan.choose_threshold([{"dev": {}}])
+    assert study_plan.choose_threshold([{"dev": {}}]) is None
+    # only the thresholds every table has
+    assert study_plan.choose_threshold([record(arm, 0, 0.5, 0.4, {0.2: 0.9, 0.5: 0.5}),
+                                        record(arm, 1, 0.5, 0.4, {0.3: 0.9, 0.5: 0.5})]) == 0.5
+
+
+def test_runs_from_before_thresholds_were_recorded_keep_0_5_and_say_so():
+    def get(arm, seed):
+        found = record(arm, seed, 0.5, 0.4, {0.3: 0.6, 0.5: 0.4})
+        if arm.spancat_threshold == 0.5 and seed > 0:
+            del found["spancat_thresholds"]
+        return found
+
+    plan = Plan(get)
+    plan.run()
+    answers = {label: arm for label, arm, _final in plan.answers}
+    assert answers["threshold (chosen on 1 of 3 runs)"].spancat_threshold == 0.3
+    plan = Plan(lambda arm, seed: {k: v for k, v in record(arm, seed, 0.5, 0.4).items() if k != "spancat_thresholds"})
+    plan.run()
+    labels = [label for label, _arm, final in plan.answers if final]
+    assert "threshold (no run was scored at the thresholds: 0.5 kept)" in labels and "ner only" in labels  # the plan goes on
 
 
 def test_arm_names_tell_every_setting_apart():
