@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 import spacy
 from spacy.training import Corpus
@@ -72,8 +73,8 @@ def scores_of(scores: dict, per_type: bool) -> dict:
 class Study:
     """Trains and scores an arm's run on demand; a finished run of the same recipe is read, not rerun."""
 
-    def __init__(self, out: Path, corpus: Path, quick: bool):
-        self.out, self.quick = out, quick
+    def __init__(self, out: Path, corpus: Path, quick: bool, metrics: Optional[Path] = None):
+        self.out, self.quick, self.metrics = out, quick, metrics
         self.paths = corpus_paths(corpus, quick, out)
         (out / "configs").mkdir(parents=True, exist_ok=True)
 
@@ -115,7 +116,7 @@ class Study:
         dev = record["dev"]
         log(f"{name}: dev NER {dev['ents_f']:.3f} SpanCat {dev.get('spans_sc_f', float('nan')):.3f}, "
             f"test NER {record['test']['ents_f']:.3f}, {trained.seconds:.0f} s")
-        write_report(self.out, self.quick)
+        write_report(self.out, self.quick, self.metrics)
         return record
 
 
@@ -125,12 +126,15 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="folder with train/dev/test.spacy")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "study")
     parser.add_argument("--stage", choices=["all", "report"], default="all")
+    parser.add_argument("--metrics", type=Path, default=ROOT / "metrics" / "cpu_seeds.json",
+                        help="where the shipped recipe's 3-seed figures go (not with --quick)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    metrics = None if args.quick else args.metrics
     if args.stage == "all":
-        study = Study(args.out, args.corpus, args.quick)
+        study = Study(args.out, args.corpus, args.quick, metrics)
         Plan(study.get, seeds=(0,) if args.quick else (0, 1, 2), quick=args.quick).run()
-    write_report(args.out, args.quick)
+    write_report(args.out, args.quick, metrics)
     return 0
 
 

@@ -5,13 +5,18 @@
 Only runs of the current recipe count (an arm's `recipe` digest equals that of the config its
 settings derive now). The stages' answers come from `study_plan.Plan` over the records, the rule
 that drove the runs; while runs are missing an answer is marked provisional. Means are over
-seeds; ± is the sample standard deviation, with n.
+seeds; ± is the sample standard deviation, with n. The arm whose config is `configs/cpu.cfg`
+as it stands is the shipped recipe: once its 3 seeds have run, their figures go to
+`metrics/cpu_seeds.json` (`study.py --metrics`).
 """
 import statistics
 from pathlib import Path
+from typing import Optional
 
-from study_plan import Arm, Plan, dev_score, digest, run_config
-from runs import read_run
+from thinc.api import Config
+
+from study_plan import SHIPPED, Arm, Plan, dev_score, digest, run_config
+from runs import read_run, write_run
 
 COLUMNS = [("dev", "ents_f"), ("dev", "spans_sc_f"), ("test", "ents_f"), ("test", "spans_sc_f")]
 
@@ -87,7 +92,39 @@ def thresholds_table(records) -> list:
     return lines
 
 
-def write_report(out: Path, quick: bool) -> None:
+def shipped_arm(records) -> Optional[Arm]:
+    """The studied arm whose config is configs/cpu.cfg as it stands: its runs are the shipped
+    recipe itself at each seed, so their figures are the installed pipeline's."""
+    shipped = Config().from_disk(SHIPPED, interpolate=False).to_str()
+    arms = {name: Arm(**record["settings"]) for (name, _seed), record in records.items()}
+    found = [arm for arm in arms.values() if arm.config().to_str() == shipped]
+    return found[0] if found else None
+
+
+def seed_figures(records, arm: Arm) -> dict:
+    """An arm's per-seed dev and test P/R/F of NER and SpanCat, with mean and sample sd, and its
+    test NER per label (mean over seeds), as `metrics/` keeps the shipped recipe's."""
+    runs = sorted((r for (name, _), r in records.items() if name == arm.name), key=lambda r: r["seed"])
+    figures = {"arm": arm.name, "config": f"configs/{SHIPPED.name}",
+               "seeds": [r["seed"] for r in runs],
+               "source": f"python scripts/study.py --stage report (reports/study/{arm.name}-s*.json)"}
+    for part in ("dev", "test"):
+        figures[part] = {}
+        for key in ("ents_p", "ents_r", "ents_f", "spans_sc_p", "spans_sc_r", "spans_sc_f"):
+            values = [r[part][key] for r in runs if key in r[part]]
+            if len(values) == len(runs):
+                figures[part][key] = {"per_seed": values, "mean": statistics.mean(values),
+                                      "sd": statistics.stdev(values) if len(values) > 1 else None}
+    labels = sorted({label for r in runs for label in r["test"].get("ents_per_type", {})})
+    figures["test_ents_per_type"] = {
+        label: {k: statistics.mean(r["test"]["ents_per_type"].get(label, {}).get(k, 0.0) for r in runs) for k in "prf"}
+        for label in labels}
+    return figures
+
+
+def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None:
+    """`OUT.md` and `OUT.png`; with `metrics`, the shipped recipe's figures there once its every
+    seed has run (`seed_figures`)."""
     records, stale = current_records(out, quick)
     plan = Plan(lambda arm, seed: records.get((arm.name, seed)), seeds=(0,) if quick else (0, 1, 2), quick=quick)
     plan.run()
@@ -120,11 +157,16 @@ def write_report(out: Path, quick: bool) -> None:
     if stale:
         lines += ["", f"{stale} run(s) of an older recipe left out."]
     lines += thresholds_table(records)
-    # the per-label table of the recipe that ships: the last settled joint decoder recipe
-    final = [arm for label, arm, done in plan.answers
-             if arm is not None and done and arm.family == "decoder" and arm.heads == "joint" and label != "long"]
-    if final:
-        lines += ["", f"## Test NER per label, `{final[-1].name}`", ""] + per_label(records, final[-1].name)
+    shipped = shipped_arm(records)
+    if shipped is not None:
+        n = sum(name == shipped.name for name, _ in records)
+        lines += ["", "## The shipped recipe", "",
+                  f"`configs/cpu.cfg` as it stands is arm `{shipped.name}` ({n} of 3 seeds run): its runs are "
+                  "the installed pipeline's recipe at each seed.", "",
+                  f"### Test NER per label, `{shipped.name}`", ""] + per_label(records, shipped.name)
+        if metrics is not None and n == 3:
+            metrics.parent.mkdir(parents=True, exist_ok=True)
+            write_run(metrics, seed_figures(records, shipped))
     target = out.with_suffix(".md")
     target.write_text("\n".join(lines) + "\n")
     plot(records, out.with_suffix(".png"))

@@ -242,3 +242,41 @@ def test_the_threshold_table_gives_every_arm_its_mean_per_threshold():
     lines = study_report.thresholds_table({("a", 0): run(0.4), ("a", 1): run(0.5), ("b", 0): {"dev": {}}})
     assert lines[5] == "| `a` | 2 | 55.0 ± 7.1 | 45.0 ± 7.1 | 45.0 ± 7.1 | 45.0 ± 7.1 |"
     assert len(lines) == 6
+
+
+def full_record(arm, seed, ner, spancat):
+    """A finished run's record as study.py writes it, of the current recipe."""
+    scores = {"ents_p": ner, "ents_r": ner, "ents_f": ner, "spans_sc_p": spancat, "spans_sc_r": spancat,
+              "spans_sc_f": spancat}
+    return {"run": f"{arm.name}-s{seed}", "arm": arm.name, "settings": vars(arm), "heads": arm.heads,
+            "family": arm.family, "seed": seed, "recipe": study_plan.digest(study_plan.run_config(arm, False)),
+            "quick": False, "train_seconds": 1.0, "train_cpu_seconds": 2.0, "other_cpu_seconds": 0.0,
+            "best_step": 460, "dev": dict(scores),
+            "test": {**scores, "ents_per_type": {"person": {"p": ner, "r": ner, "f": ner}}}}
+
+
+def test_the_arm_that_is_the_shipped_config_gives_the_installed_pipelines_3_seed_metrics(tmp_path, monkeypatch):
+    import json
+
+    from runs import write_run
+
+    shipped, other = Arm(epochs=3), Arm(epochs=8)
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(shipped.config().to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    out, metrics = tmp_path / "study", tmp_path / "metrics" / "cpu_seeds.json"
+    out.mkdir()
+    for seed, ner in enumerate((0.40, 0.44)):
+        write_run(out / f"{shipped.name}-s{seed}.json", full_record(shipped, seed, ner, 0.3))
+        write_run(out / f"{other.name}-s{seed}.json", full_record(other, seed, 0.9, 0.9))
+    write_run(out / f"{other.name}-s2.json", full_record(other, 2, 0.9, 0.9))
+    study_report.write_report(out, False, metrics)
+    assert f"`configs/cpu.cfg` as it stands is arm `{shipped.name}` (2 of 3 seeds run)" in out.with_suffix(".md").read_text()
+    assert not metrics.exists()  # only once every seed has run
+    write_run(out / f"{shipped.name}-s2.json", full_record(shipped, 2, 0.48, 0.3))
+    study_report.write_report(out, False, metrics)
+    figures = json.loads(metrics.read_text())
+    assert figures["arm"] == shipped.name and figures["seeds"] == [0, 1, 2]
+    assert figures["test"]["ents_f"]["per_seed"] == [0.40, 0.44, 0.48]
+    assert abs(figures["test"]["ents_f"]["mean"] - 0.44) < 1e-9 and abs(figures["test"]["ents_f"]["sd"] - 0.04) < 1e-9
+    assert abs(figures["test_ents_per_type"]["person"]["f"] - 0.44) < 1e-9
