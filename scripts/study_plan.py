@@ -18,14 +18,16 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
    the paper's head) on the same listener.
 6. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
-7. depth: 15 / 22 / 30 decoder layers.
+7. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
+   `BUDGET_LAYERS`, whichever is shallower.
 8. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
 9. threshold: spancat's threshold chosen on the spec winner's dev runs (`choose_threshold`), and
    that recipe trained at it, 3 seeds: the shipped pipeline.
 10. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev,
    then its own threshold chosen on dev and trained at.
 11. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
-   long: the shipped recipe at the `epochs` winner's length, when that is over the budget.
+   long: the shipped recipe at the `epochs` winner's length and the `depth` winner's layers,
+   when either is over the budget.
 
 A stage settles its factor on seed 0 over its grid, then runs seeds 1 and 2 of the two best
 and takes the better mean (`settle`). Each function here takes `get(arm, seed)`, which gives a
@@ -56,6 +58,11 @@ EPOCHS = (3, 5, 8)
 # `epochs` is confirmed at the end with the final recipe, as the candidate for cpu_long.cfg.
 BUDGET_EPOCHS = 5
 DEPTHS = (15, 22, 30)
+# The most decoder layers that budget affords at BUDGET_EPOCHS: a step's time grows with the
+# layers (22 at 5 epochs trains about 1.45x as long, over the 15 minutes), so a deeper winner
+# of `depth` is, like a longer one of `epochs`, the candidate for cpu_long.cfg, and the stages
+# after `depth` build the shipped default at this depth.
+BUDGET_LAYERS = 15
 SPECS = ("none", "second_half", "all")
 HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
 POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
@@ -284,9 +291,10 @@ class Plan:
         base = self._rate("rate", base)
         if base is None:
             return
-        base = self._factor("depth", base, "n_layers", DEPTHS)
-        if base is None:
+        deepest = self._factor("depth", base, "n_layers", DEPTHS)
+        if deepest is None:
             return
+        base = dataclasses.replace(deepest, n_layers=min(deepest.n_layers, BUDGET_LAYERS))
         specs = [dataclasses.replace(base, unmask=s) for s in SPECS]
         done = every_seed(specs, self.get, self.seeds)
         best = max(specs, key=lambda a: statistics.mean(dev_score(self.get(a, s)) for s in self.seeds)) if done else None
@@ -301,9 +309,10 @@ class Plan:
         encoder = self._rate("minilm", encoder)
         if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return
-        # what sharing the decoder costs NER at the shipped recipe, and the recipe at the longest schedule
+        # what sharing the decoder costs NER at the shipped recipe, and the shipped recipe at the
+        # longest schedule and greatest depth that won on dev, when either is over the budget
         ner = dataclasses.replace(best, heads="ner", spancat_grad=1.0)
         self._answer("ner only", ner, every_seed([ner], self.get, self.seeds))
-        if longest.epochs > shipped.epochs:
-            long = dataclasses.replace(shipped, epochs=longest.epochs)
+        long = dataclasses.replace(shipped, epochs=longest.epochs, n_layers=deepest.n_layers)
+        if long != shipped:
             self._answer("long", long, every_seed([long], self.get, self.seeds))

@@ -71,19 +71,22 @@ def test_the_bio_head_takes_the_ner_listener_and_its_pooling():
     assert config["nlp"]["pipeline"] == ["transformer", "ner", "spancat", "doc_cleaner"]
 
 
-def test_later_stages_build_on_the_budget_when_a_longer_schedule_wins():
-    def get(arm, seed):  # 8 epochs best on dev; everything else equal
-        return record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0), 0.4)
+def test_later_stages_build_on_the_budget_when_a_longer_schedule_and_a_deeper_decoder_win():
+    def get(arm, seed):  # 8 epochs and 30 layers best on dev; everything else equal
+        return record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0) + 0.001 * arm.n_layers, 0.4)
 
     plan = Plan(get)
     plan.run()
     answers = {label: (arm, final) for label, arm, final in plan.answers}
     assert answers["epochs"][0].epochs == 8 and answers["epochs"][1]
     assert answers["heads' rate"][0].epochs == study_plan.BUDGET_EPOCHS
+    assert answers["depth"][0].n_layers == 30
     assert answers["spec"][0].epochs == study_plan.BUDGET_EPOCHS
+    assert answers["spec"][0].n_layers == study_plan.BUDGET_LAYERS
     assert answers["ner only"][0].heads == "ner" and answers["ner only"][1]
     long = answers["long"][0]
-    assert long.epochs == 8 and dataclasses.replace(long, epochs=study_plan.BUDGET_EPOCHS) == answers["threshold"][0]
+    assert (long.epochs, long.n_layers) == (8, 30)
+    assert dataclasses.replace(long, epochs=study_plan.BUDGET_EPOCHS, n_layers=study_plan.BUDGET_LAYERS) == answers["threshold"][0]
 
 
 def test_the_shipped_recipe_trains_at_the_threshold_chosen_on_the_spec_winners_dev_runs():
