@@ -5,7 +5,8 @@
 Every family starts from `configs/cpu.cfg` (the shipped CPU recipe: decoder set-up, epochs,
 batcher, optimizer, schedule, evaluation), keeps only its `ner` head (spancat is dropped to
 halve the sweep's cost; the decoder is shared, so what the sweep compares is the
-representation both heads read), and then applies its overlay from `configs/sweep/`:
+representation both heads read), trains every weight at one rate (the shipped decoder's
+`learn_rate_scale` is dropped), and then applies its overlay from `configs/sweep/`:
 
 - decoder: no overlay, the shipped recipe itself;
 - lora:    LoRA adapters on q and v over the same decoder (`configs/sweep/lora.cfg`);
@@ -57,7 +58,14 @@ def family_config(family: str, shipped: Path = SHIPPED) -> Config:
     pipeline = config["nlp"]["pipeline"]
     for name in [n for n in config["components"] if n not in pipeline]:
         del config["components"][name]
-    return causal_base(config)
+    return causal_base(one_rate(config))
+
+
+def one_rate(config: Config) -> Config:
+    """`config` with the decoder at the optimizer's rate (`learn_rate_scale` dropped): the sweep
+    tunes one rate a family, and MiniLM's and the CNN's stock layers have no separate one."""
+    config["components"].get("transformer", {}).get("model", {}).pop("learn_rate_scale", None)
+    return config
 
 
 def causal_base(config: Config) -> Config:

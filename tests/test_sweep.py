@@ -28,6 +28,8 @@ def test_the_decoder_family_is_the_shipped_recipe_with_ner_alone():
     assert derived["components"]["ner"] == recipe["components"]["ner"]
     model, shipped_model = derived["components"]["transformer"].pop("model"), recipe["components"]["transformer"].pop("model")
     assert derived["components"]["transformer"] == recipe["components"]["transformer"]
+    shipped_model.pop("learn_rate_scale", None)
+    assert "learn_rate_scale" not in model, "one rate for every weight, as for every family"
     assert model == {**shipped_model, "unmask": "none"}, "the decoder as shipped, at the causal base"
     training = {k: v for k, v in recipe["training"].items() if k != "score_weights"}
     assert {k: v for k, v in derived["training"].items() if k != "score_weights"} == training
@@ -73,11 +75,14 @@ def test_the_shipped_default_spec_following_the_verdict_leaves_the_sweeps_runs_c
 
 
 def test_the_shipped_lora_config_is_the_recipe_the_lora_table_measured():
-    """cpu_lora.cfg = cpu.cfg + the sweep's adapters; only the rate and the spec (both the table's) differ."""
+    """cpu_lora.cfg = cpu.cfg + the sweep's adapters; only the rate and the spec (both the table's)
+    differ, and the adapters learn at that one rate as in the table (no `learn_rate_scale`)."""
     lora = Config().from_disk(ROOT / "configs" / "cpu_lora.cfg", interpolate=False)
     assert lora["components"]["transformer"]["model"]["lora"] == sweep_recipe.family_config("lora")["components"]["transformer"]["model"]["lora"]
     base = shipped()
+    assert "learn_rate_scale" not in lora["components"]["transformer"]["model"]
     for config in (lora, base):
+        config["components"]["transformer"]["model"].pop("learn_rate_scale", None)
         config["components"]["transformer"]["model"].pop("lora", None)
         config["components"]["transformer"]["model"].pop("unmask")
         config["training"]["optimizer"]["learn_rate"].pop("initial_rate")
