@@ -139,6 +139,11 @@ class Arm:
         if self.family == "decoder":
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
+        if config["components"]["ner"]["factory"] != "ner":
+            # a "parser" arm inherits the shipped head: it must be spaCy's `ner`, or its runs
+            # would train another head under this arm's name
+            raise ValueError(f"{SHIPPED.name} ships `{config['components']['ner']['factory']}` as its ner head; "
+                             "the study's arms start from spaCy's `ner`: write the parser head in Arm.config first")
         if self.ner_head == "bio":  # the same listener, under a softmax over BIO tags
             listener = config["components"]["ner"]["model"]["tok2vec"]
             config["components"]["ner"] = {"factory": "bio_ner", "model": {

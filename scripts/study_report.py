@@ -98,6 +98,8 @@ def shipped_arm(records) -> Optional[Arm]:
     shipped = Config().from_disk(SHIPPED, interpolate=False).to_str()
     arms = {name: Arm(**record["settings"]) for (name, _seed), record in records.items()}
     found = [arm for arm in arms.values() if arm.config().to_str() == shipped]
+    if len(found) > 1:
+        raise ValueError(f"arms {', '.join(a.name for a in found)} have the same config: their names do not tell recipes apart")
     return found[0] if found else None
 
 

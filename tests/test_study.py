@@ -2,6 +2,7 @@
 an evaluated step, and the staging rule (seed 0 over a grid, the two best confirmed on 3 seeds)."""
 import dataclasses
 
+import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
@@ -283,3 +284,12 @@ def test_the_arm_that_is_the_shipped_config_gives_the_installed_pipelines_3_seed
     assert figures["test"]["ents_f"]["per_seed"] == [0.40, 0.44, 0.48]
     assert abs(figures["test"]["ents_f"]["mean"] - 0.44) < 1e-9 and abs(figures["test"]["ents_f"]["sd"] - 0.04) < 1e-9
     assert abs(figures["test_ents_per_type"]["person"]["f"] - 0.44) < 1e-9
+
+
+def test_an_arm_refuses_a_shipped_config_whose_ner_head_it_would_inherit_under_another_name(tmp_path, monkeypatch):
+    config = Arm(ner_head="bio").config()
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(config.to_str())
+    monkeypatch.setattr(study_plan, "SHIPPED", cfg)
+    with pytest.raises(ValueError, match="ships `bio_ner`"):
+        Arm().config()
