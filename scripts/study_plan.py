@@ -17,14 +17,16 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
 5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
    the paper's head) on the same listener.
-6. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
-7. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
+6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, pooling and ner head (the
+   stages so far are the ones it shares with the decoder), its rate chosen on dev, then its own
+   threshold chosen on dev and trained at. It runs before the decoder-only stages because it
+   depends on none of them and it is the row the shipped pipeline must beat.
+7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
+8. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
    `BUDGET_LAYERS`, whichever is shallower.
-8. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
-9. threshold: spancat's threshold chosen on the spec winner's dev runs (`choose_threshold`), and
+9. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
+10. threshold: spancat's threshold chosen on the spec winner's dev runs (`choose_threshold`), and
    that recipe trained at it, 3 seeds: the shipped pipeline.
-10. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, its rate chosen on dev,
-   then its own threshold chosen on dev and trained at.
 11. ner only: the chosen recipe without spancat, 3 seeds (what sharing the decoder costs NER);
    long: the shipped recipe at the `epochs` winner's length and the `depth` winner's layers,
    when either is over the budget.
@@ -293,6 +295,12 @@ class Plan:
             base = self._factor(label, base, field, values)
             if base is None:
                 return
+        # the encoder row shares the answers so far (schedule, listeners, ner head) and none after
+        encoder = Arm(family="minilm", epochs=base.epochs, spancat_grad=base.spancat_grad, pooling=base.pooling,
+                      ner_head=base.ner_head)
+        encoder = self._rate("minilm", encoder)
+        if encoder is None or self._threshold("minilm threshold", encoder) is None:
+            return
         base = self._rate("rate", base)
         if base is None:
             return
@@ -308,11 +316,6 @@ class Plan:
         # the shipped recipe: spancat's threshold chosen on dev, trained at it (its 3 seeds are metrics/)
         shipped = self._threshold("threshold", best)
         if shipped is None:
-            return
-        encoder = Arm(family="minilm", epochs=best.epochs, spancat_grad=best.spancat_grad, pooling=best.pooling,
-                      ner_head=best.ner_head)
-        encoder = self._rate("minilm", encoder)
-        if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return
         # what sharing the decoder costs NER at the shipped recipe, and the shipped recipe at the
         # longest schedule and greatest depth that won on dev, when either is over the budget

@@ -113,6 +113,23 @@ def test_the_shipped_recipe_trains_at_the_threshold_chosen_on_the_spec_winners_d
     assert "-t" not in answers["ner only"][0].name
 
 
+def test_the_encoder_row_runs_after_the_shared_stages_and_before_the_decoder_only_ones():
+    def get(arm, seed):  # first-piece pooling and the bio head win; the decoder's other rates never ran
+        if arm.family == "decoder" and arm.lr != 2e-4:
+            return None
+        return record(arm, seed, 0.5 + 0.05 * (arm.pooling == "first") + 0.05 * (arm.ner_head == "bio"), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    labels = [label for label, _arm, _final in plan.answers]
+    assert labels.index("minilm threshold") < labels.index("rate") == len(labels) - 1
+    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    encoder, final = answers["minilm threshold"]
+    assert final and (encoder.family, encoder.pooling, encoder.ner_head) == ("minilm", "first", "bio")
+    assert encoder.epochs == answers["ner head"][0].epochs
+    assert answers["rate"][1] is False  # provisional: the decoder-only stages wait for it
+
+
 def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
     arm = Arm()
     runs = [record(arm, 0, 0.5, 0.4, {0.2: 0.50, 0.3: 0.40, 0.5: 0.45}),
