@@ -21,6 +21,7 @@ from spacy.training import Corpus
 
 from evaluate import evaluate_examples
 from runs import corpus_paths, log, read_run, train, write_run
+from sweep_plan import seeds_of
 from study_plan import SPANCAT_THRESHOLDS, Arm, Plan, digest, run_config
 from study_report import write_report
 
@@ -133,7 +134,7 @@ def main() -> int:
     metrics = None if args.quick else args.metrics
     if args.stage == "all":
         study = Study(args.out, args.corpus, args.quick, metrics)
-        Plan(study.get, seeds=(0,) if args.quick else (0, 1, 2), quick=args.quick).run()
+        Plan(study.get, seeds=seeds_of(args.quick), quick=args.quick).run()
     write_report(args.out, args.quick, metrics)
     return 0
 

@@ -36,6 +36,7 @@ and takes the better mean (`settle`). Each function here takes `get(arm, seed)`,
 finished run's record or None: the runner trains on demand, the report only reads; a stage
 whose runs are missing answers as far as it can and says its answer is provisional.
 """
+import copy
 import dataclasses
 import hashlib
 import statistics
@@ -68,13 +69,20 @@ BUDGET_LAYERS = 15
 SPECS = ("none", "second_half", "all")
 HEAD_RATES = (None, 5e-4, 1e-3)  # None: the heads at the decoder's rate
 POOLINGS = {"mean": "reduce_mean.v1", "first": "reduce_first.v1"}
-NER_HEADS = ("parser", "bio")
+# the ner component of each head, its listener apart: written whole into every arm, so an arm's
+# head does not follow whatever head configs/cpu.cfg ships ("parser" is cpu.cfg's before the study)
+NER_HEADS = {
+    "parser": {"factory": "ner", "model": {
+        "@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+        "hidden_width": 64, "maxout_pieces": 2, "use_upper": False, "nO": None}},
+    "bio": {"factory": "bio_ner", "model": {"@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False}},
+}
 # spancat's threshold only filters its predictions, so every run is also scored at each of these
 # (the same predictions, cut); the study's runs train at 0.5, configs/cpu.cfg's before the study
 SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # the heads' factors, settled in this order after `epochs`: (stage, Arm field, values)
 HEAD_FACTORS = (("heads' rate", "head_rate", HEAD_RATES), ("pooling", "pooling", tuple(POOLINGS)),
-                ("ner head", "ner_head", NER_HEADS))
+                ("ner head", "ner_head", tuple(NER_HEADS)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,22 +149,17 @@ class Arm:
         if self.family == "decoder":
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
-        if config["components"]["ner"]["factory"] != "ner":
-            # a "parser" arm inherits the shipped head: it must be spaCy's `ner`, or its runs
-            # would train another head under this arm's name
-            raise ValueError(f"{SHIPPED.name} ships `{config['components']['ner']['factory']}` as its ner head; "
-                             "the study's arms start from spaCy's `ner`: write the parser head in Arm.config first")
-        if self.ner_head == "bio":  # the same listener, under a softmax over BIO tags
-            listener = config["components"]["ner"]["model"]["tok2vec"]
-            config["components"]["ner"] = {"factory": "bio_ner", "model": {
-                "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False, "tok2vec": listener}}
+        head = copy.deepcopy(NER_HEADS[self.ner_head])
+        head["model"]["tok2vec"] = config["components"]["ner"]["model"]["tok2vec"]  # the same listener
+        config["components"]["ner"] = head
         for listener in [name for name in ("ner", "spancat") if name in config["components"]]:
             settings[f"components.{listener}.model.tok2vec.pooling"] = {"@layers": POOLINGS[self.pooling]}
         model = config["components"]["transformer"]["model"]
         if self.head_rate is None:
             model.pop("learn_rate_scale", None)  # the architecture's default, 1: one rate
         else:
-            settings["components.transformer.model.learn_rate_scale"] = self.lr / self.head_rate
+            # rounded, so that a ratio such as 0.19999999999999998 is written as the 0.2 it means
+            settings["components.transformer.model.learn_rate_scale"] = round(self.lr / self.head_rate, 9)
         for key, value in settings.items():
             *path, last = key.split(".")
             section = config

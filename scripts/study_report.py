@@ -6,7 +6,7 @@ Only runs of the current recipe count (an arm's `recipe` digest equals that of t
 settings derive now). The stages' answers come from `study_plan.Plan` over the records, the rule
 that drove the runs; while runs are missing an answer is marked provisional. Means are over
 seeds; ± is the sample standard deviation, with n. The arm whose config is `configs/cpu.cfg`
-as it stands is the shipped recipe: once its 3 seeds have run, their figures go to
+as it stands is the shipped recipe: once its every seed has run, their figures go to
 `metrics/cpu_seeds.json` (`study.py --metrics`).
 """
 import statistics
@@ -15,6 +15,7 @@ from typing import Optional
 
 from thinc.api import Config
 
+from sweep_plan import seeds_of
 from study_plan import SHIPPED, Arm, Plan, dev_score, digest, run_config
 from runs import read_run, write_run
 
@@ -61,13 +62,21 @@ def rows(records) -> list:
     return table
 
 
+def label_scores(runs, part: str = "ents_per_type") -> dict:
+    """{label: {"p"|"r"|"f": [each test score of the runs that have the label]}}: a label's mean is
+    over the runs that scored it (gold is the same test split every run, so a gold label is in
+    every run's table, at 0 where nothing of it was found)."""
+    tables = [r["test"][part] for r in runs if r["test"].get(part)]
+    labels = sorted({label for table in tables for label in table})
+    return {label: {k: [table[label][k] for table in tables if label in table] for k in "prf"} for label in labels}
+
+
 def per_label(records, arm_name: str, part: str = "ents_per_type") -> list:
-    runs = [r for (name, _), r in records.items() if name == arm_name and r["test"].get(part)]
-    labels = sorted({label for r in runs for label in r["test"][part]})
+    scores = label_scores([r for (name, _), r in records.items() if name == arm_name], part)
     lines = ["| label | P | R | F | n |", "|---|---|---|---|---|"]
-    for label in labels:
-        cells = [mean_sd([100 * r["test"][part][label][k] for r in runs if label in r["test"][part]]) for k in "prf"]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} |")
+    for label, prf in scores.items():
+        cells = [mean_sd([100 * v for v in prf[k]]) for k in "prf"]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(prf['f'])} |")
     return lines
 
 
@@ -93,14 +102,14 @@ def thresholds_table(records) -> list:
 
 
 def shipped_arm(records) -> Optional[Arm]:
-    """The studied arm whose config is configs/cpu.cfg as it stands: its runs are the shipped
-    recipe itself at each seed, so their figures are the installed pipeline's."""
-    shipped = Config().from_disk(SHIPPED, interpolate=False).to_str()
-    arms = {name: Arm(**record["settings"]) for (name, _seed), record in records.items()}
-    found = [arm for arm in arms.values() if arm.config().to_str() == shipped]
+    """The studied arm whose config is configs/cpu.cfg as it stands (its runs' `recipe` digest is
+    the shipped config's): its runs are the shipped recipe itself at each seed, so their
+    figures are the installed pipeline's."""
+    shipped = digest(Config().from_disk(SHIPPED, interpolate=False))
+    found = sorted({record["arm"] for record in records.values() if record["recipe"] == shipped})
     if len(found) > 1:
-        raise ValueError(f"arms {', '.join(a.name for a in found)} have the same config: their names do not tell recipes apart")
-    return found[0] if found else None
+        raise ValueError(f"arms {', '.join(found)} have the same config: their names do not tell recipes apart")
+    return next(Arm(**r["settings"]) for r in records.values() if r["arm"] == found[0]) if found else None
 
 
 def seed_figures(records, arm: Arm) -> dict:
@@ -117,10 +126,8 @@ def seed_figures(records, arm: Arm) -> dict:
             if len(values) == len(runs):
                 figures[part][key] = {"per_seed": values, "mean": statistics.mean(values),
                                       "sd": statistics.stdev(values) if len(values) > 1 else None}
-    labels = sorted({label for r in runs for label in r["test"].get("ents_per_type", {})})
-    figures["test_ents_per_type"] = {
-        label: {k: statistics.mean(r["test"]["ents_per_type"].get(label, {}).get(k, 0.0) for r in runs) for k in "prf"}
-        for label in labels}
+    figures["test_ents_per_type"] = {label: {**{k: statistics.mean(prf[k]) for k in "prf"}, "n": len(prf["f"])}
+                                     for label, prf in label_scores(runs).items()}
     return figures
 
 
@@ -128,7 +135,8 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
     """`OUT.md` and `OUT.png`; with `metrics`, the shipped recipe's figures there once its every
     seed has run (`seed_figures`)."""
     records, stale = current_records(out, quick)
-    plan = Plan(lambda arm, seed: records.get((arm.name, seed)), seeds=(0,) if quick else (0, 1, 2), quick=quick)
+    seeds = seeds_of(quick)
+    plan = Plan(lambda arm, seed: records.get((arm.name, seed)), seeds=seeds, quick=quick)
     plan.run()
     lines = [
         "# The recipe study: the shipped NER + SpanCat pipeline on dev",
@@ -163,10 +171,10 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
     if shipped is not None:
         n = sum(name == shipped.name for name, _ in records)
         lines += ["", "## The shipped recipe", "",
-                  f"`configs/cpu.cfg` as it stands is arm `{shipped.name}` ({n} of 3 seeds run): its runs are "
+                  f"`configs/cpu.cfg` as it stands is arm `{shipped.name}` ({n} of {len(seeds)} seeds run): its runs are "
                   "the installed pipeline's recipe at each seed.", "",
                   f"### Test NER per label, `{shipped.name}`", ""] + per_label(records, shipped.name)
-        if metrics is not None and n == 3:
+        if metrics is not None and n == len(seeds):
             metrics.parent.mkdir(parents=True, exist_ok=True)
             write_run(metrics, seed_figures(records, shipped))
     target = out.with_suffix(".md")

@@ -303,10 +303,28 @@ def test_the_arm_that_is_the_shipped_config_gives_the_installed_pipelines_3_seed
     assert abs(figures["test_ents_per_type"]["person"]["f"] - 0.44) < 1e-9
 
 
-def test_an_arm_refuses_a_shipped_config_whose_ner_head_it_would_inherit_under_another_name(tmp_path, monkeypatch):
-    config = Arm(ner_head="bio").config()
+def test_an_arms_ner_head_is_its_own_whatever_head_the_shipped_config_has(tmp_path, monkeypatch):
+    parser, bio = Arm(epochs=5), Arm(epochs=5, ner_head="bio")
+    plain = parser.config().to_str()
     cfg = tmp_path / "cpu.cfg"
-    cfg.write_text(config.to_str())
+    cfg.write_text(bio.config().to_str())  # as if cpu.cfg shipped the bio head
     monkeypatch.setattr(study_plan, "SHIPPED", cfg)
-    with pytest.raises(ValueError, match="ships `bio_ner`"):
-        Arm().config()
+    assert parser.config()["components"]["ner"]["factory"] == "ner"
+    assert parser.config().to_str() == plain and bio.config().to_str() != plain
+
+
+def test_a_rate_ratio_is_written_as_the_number_it_means():
+    scale = Arm(lr=1e-6, head_rate=1e-5).config()["components"]["transformer"]["model"]["learn_rate_scale"]
+    assert 1e-6 / 1e-5 != 0.1 and scale == 0.1
+
+
+def test_the_per_label_table_and_the_metrics_average_a_label_over_the_runs_that_scored_it():
+    arm = Arm(epochs=5)
+    runs = {(arm.name, seed): full_record(arm, seed, 0.4 + 0.1 * seed, 0.3) for seed in range(3)}
+    for seed, f in ((1, 0.4), (2, 0.6)):  # a label only two runs' tables have
+        runs[(arm.name, seed)]["test"]["ents_per_type"]["corporation"] = {"p": f, "r": f, "f": f}
+    figures = study_report.seed_figures(runs, arm)["test_ents_per_type"]
+    assert abs(figures["corporation"]["f"] - 0.5) < 1e-9 and figures["corporation"]["n"] == 2
+    assert abs(figures["person"]["f"] - 0.5) < 1e-9 and figures["person"]["n"] == 3
+    table = study_report.per_label(runs, arm.name)
+    assert "| corporation | 50.0 ± 14.1 | 50.0 ± 14.1 | 50.0 ± 14.1 | 2 |" in table and "| person | 50.0 ± 10.0 | 50.0 ± 10.0 | 50.0 ± 10.0 | 3 |" in table
