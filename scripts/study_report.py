@@ -7,7 +7,8 @@ settings derive now). The stages' answers come from `study_plan.Plan` over the r
 that drove the runs; while runs are missing an answer is marked provisional. Means are over
 seeds; ± is the sample standard deviation, with n. The arm whose config is `configs/cpu.cfg`
 as it stands is the shipped recipe: once its every seed has run, their figures go to
-`metrics/cpu_seeds.json` (`study.py --metrics`).
+`metrics/cpu_seeds.json` (`study.py --metrics`); the report sets it beside MiniLM's row (the
+`minilm threshold` stage), whose figures go to `metrics/minilm_seeds.json` once that is final.
 """
 import statistics
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Optional
 from thinc.api import Config
 
 from sweep_plan import seeds_of
-from study_plan import SHIPPED, Arm, Plan, dev_score, digest, run_config
+from study_plan import MINILM, SHIPPED, Arm, Plan, dev_score, digest, run_config
 from runs import read_run, write_run
 
 COLUMNS = [("dev", "ents_f"), ("dev", "spans_sc_f"), ("test", "ents_f"), ("test", "spans_sc_f")]
@@ -112,11 +113,12 @@ def shipped_arm(records) -> Optional[Arm]:
     return next(Arm(**r["settings"]) for r in records.values() if r["arm"] == found[0]) if found else None
 
 
-def seed_figures(records, arm: Arm) -> dict:
+def seed_figures(records, arm: Arm, config: str = f"configs/{SHIPPED.name}") -> dict:
     """An arm's per-seed dev and test P/R/F of NER and SpanCat, with mean and sample sd, and its
-    test NER per label (mean over seeds), as `metrics/` keeps the shipped recipe's."""
+    test NER per label (mean over seeds), as `metrics/` keeps the shipped recipe's and the
+    encoder row's; `config` says what the runs trained."""
     runs = sorted((r for (name, _), r in records.items() if name == arm.name), key=lambda r: r["seed"])
-    figures = {"arm": arm.name, "config": f"configs/{SHIPPED.name}",
+    figures = {"arm": arm.name, "config": config,
                "seeds": [r["seed"] for r in runs],
                "source": f"python scripts/study.py --stage report (reports/study/{arm.name}-s*.json)"}
     for part in ("dev", "test"):
@@ -129,6 +131,29 @@ def seed_figures(records, arm: Arm) -> dict:
     figures["test_ents_per_type"] = {label: {**{k: statistics.mean(prf[k]) for k in "prf"}, "n": len(prf["f"])}
                                      for label, prf in label_scores(runs).items()}
     return figures
+
+
+VERSUS = [("dev", "ents_f", "dev NER"), ("test", "ents_f", "test NER"),
+          ("dev", "spans_sc_f", "dev SpanCat"), ("test", "spans_sc_f", "test SpanCat")]
+
+
+def versus(records, ours: Arm, theirs: Arm) -> list:
+    """The shipped recipe beside the encoder row, score by score: mean ± sd (n) of each, the
+    difference of the means, the wider of the two seed sds, and whether the difference is
+    larger than that sd (the issue's bar for "ahead")."""
+    runs = {arm: [r for (name, _), r in records.items() if name == arm.name] for arm in (ours, theirs)}
+    lines = [f"| score | `{ours.name}` | `{theirs.name}` | difference | wider sd | ahead by more than the wider sd |",
+             "|---|---|---|---|---|---|"]
+    for part, key, label in VERSUS:
+        a, b = ([100 * r[part][key] for r in runs[arm] if key in r[part]] for arm in (ours, theirs))
+        cells = [f"{mean_sd(a)} ({len(a)})", f"{mean_sd(b)} ({len(b)})"]
+        if min(len(a), len(b)) > 1:
+            diff, wider = statistics.mean(a) - statistics.mean(b), max(statistics.stdev(a), statistics.stdev(b))
+            cells += [f"{diff:+.1f}", f"{wider:.1f}", "yes" if diff > wider else "no"]
+        else:
+            cells += ["–", "–", "–"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None:
@@ -177,6 +202,16 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
         if metrics is not None and n == len(seeds):
             metrics.parent.mkdir(parents=True, exist_ok=True)
             write_run(metrics, seed_figures(records, shipped))
+    encoder = next(((arm, final) for label, arm, final in plan.answers if label.startswith("minilm threshold")), None)
+    if shipped is not None and encoder is not None:
+        arm, final = encoder
+        lines += ["", "## The shipped recipe against MiniLM-L6 in the same pipeline", "",
+                  f"MiniLM's row is the `minilm threshold` stage's answer{'' if final else ' (provisional: runs missing)'}: "
+                  "its rate and spancat's threshold chosen on dev, at the shipped schedule, pooling and ner head. "
+                  "F1 ×100, mean ± sample sd (n).", ""] + versus(records, shipped, arm)
+        if metrics is not None and final:
+            write_run(metrics.with_name("minilm_seeds.json"), seed_figures(
+                records, arm, f"configs/{SHIPPED.name} with configs/sweep/{MINILM.name} merged in (reports/study/configs/{arm.name}.cfg)"))
     target = out.with_suffix(".md")
     target.write_text("\n".join(lines) + "\n")
     plot(records, out.with_suffix(".png"))

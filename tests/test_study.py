@@ -328,3 +328,38 @@ def test_the_per_label_table_and_the_metrics_average_a_label_over_the_runs_that_
     assert abs(figures["person"]["f"] - 0.5) < 1e-9 and figures["person"]["n"] == 3
     table = study_report.per_label(runs, arm.name)
     assert "| corporation | 50.0 ± 14.1 | 50.0 ± 14.1 | 50.0 ± 14.1 | 2 |" in table and "| person | 50.0 ± 10.0 | 50.0 ± 10.0 | 50.0 ± 10.0 | 3 |" in table
+
+
+def test_the_report_sets_the_shipped_recipe_beside_minilms_row_and_keeps_its_figures(tmp_path, monkeypatch):
+    import json
+
+    from runs import write_run
+
+    out, metrics = tmp_path / "study", tmp_path / "metrics" / "cpu_seeds.json"
+    out.mkdir()
+
+    def get(arm, seed):  # every run the plan asks for, level
+        write_run(out / f"{arm.name}-s{seed}.json", full_record(arm, seed, 0.5, 0.4))
+        return full_record(arm, seed, 0.5, 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    answers = {label.split(" (")[0]: arm for label, arm, _final in plan.answers}
+    shipped, encoder = answers["threshold"], answers["minilm threshold"]
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(shipped.config().to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    for seed, (ours, theirs) in enumerate([(0.50, 0.45), (0.54, 0.46), (0.52, 0.47)]):
+        for arm, test_ner in ((shipped, ours), (encoder, theirs)):  # dev as it was: the plan's answers stay
+            run = full_record(arm, seed, 0.5, 0.4)
+            run["test"]["ents_f"] = test_ner
+            write_run(out / f"{arm.name}-s{seed}.json", run)
+    study_report.write_report(out, False, metrics)
+    text = out.with_suffix(".md").read_text()
+    assert "## The shipped recipe against MiniLM-L6 in the same pipeline" in text
+    # 52.0 ± 2.0 against 46.0 ± 1.0: ahead by 6.0, more than the wider sd (2.0)
+    assert "| test NER | 52.0 ± 2.0 (3) | 46.0 ± 1.0 (3) | +6.0 | 2.0 | yes |" in text
+    assert "| test SpanCat | 40.0 ± 0.0 (3) | 40.0 ± 0.0 (3) | +0.0 | 0.0 | no |" in text
+    figures = json.loads(metrics.with_name("minilm_seeds.json").read_text())
+    assert figures["arm"] == encoder.name and figures["test"]["ents_f"]["per_seed"] == [0.45, 0.46, 0.47]
+    assert "minilm.cfg" in figures["config"]
