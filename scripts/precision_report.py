@@ -11,11 +11,14 @@ of the current recipe count: a record's `recipe` must be `configs/cpu.cfg`'s dig
 with their count, until the script has trained them again.
 """
 import argparse
-import hashlib
 import json
 import math
 import statistics
 from pathlib import Path
+
+from thinc.api import Config
+
+from study_plan import digest
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"bf16": "bf16 autocast (shipped)", "fp32": "float32"}
@@ -23,8 +26,9 @@ CONFIG = ROOT / "configs" / "cpu.cfg"  # what `spacy project run train` trains
 
 
 def recipe(config: Path = CONFIG) -> str:
-    """The digest of the config the runs train: a record keeps it, so a changed config is rerun."""
-    return hashlib.sha1(config.read_bytes()).hexdigest()[:12]
+    """The digest of the config the runs train (its settings: comments and layout do not count),
+    as the study digests its arms: a record keeps it, so a changed config is rerun."""
+    return digest(Config().from_disk(config, interpolate=False))
 
 
 def mean_sd(values):

@@ -10,10 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p metrics/precision
-recipe=$("$PY" scripts/precision_report.py --recipe)
 for seed in 0 1 2; do
   for precision in bf16 fp32; do
     out=metrics/precision/${precision}_seed${seed}.json
+    recipe=$("$PY" scripts/precision_report.py --recipe)  # each run: the config may change meanwhile
     [ -f "$out" ] && [ "$("$PY" scripts/precision_report.py --recipe-of "$out")" = "$recipe" ] && continue
     if [ "$precision" = bf16 ]; then mixed=true; dtype=auto; else mixed=false; dtype=float32; fi
     tag=_${precision}_seed${seed}

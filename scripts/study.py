@@ -128,7 +128,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "study")
     parser.add_argument("--stage", choices=["all", "report"], default="all")
     parser.add_argument("--metrics", type=Path, default=ROOT / "metrics" / "cpu_seeds.json",
-                        help="where the shipped recipe's 3-seed figures go (not with --quick)")
+                        help="where the shipped recipe's figures over every seed go, MiniLM's beside it as "
+                             "minilm_seeds.json (not with --quick)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = None if args.quick else args.metrics

@@ -17,9 +17,10 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
 5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
    the paper's head) on the same listener.
-6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, pooling and ner head (the
-   stages so far are the ones it shares with the decoder), its rate chosen on dev, then its own
-   threshold chosen on dev and trained at. It runs before the decoder-only stages because it
+6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling
+   and ner head (the answers so far that it can share: stock spacy-transformers has no
+   `learn_rate_scale`, so its heads train at its own one rate), that rate chosen on dev, then
+   its own threshold chosen on dev and trained at. It runs before the decoder-only stages because it
    depends on none of them and it is the row the shipped pipeline must beat.
 7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
 8. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
@@ -159,7 +160,7 @@ class Arm:
             model.pop("learn_rate_scale", None)  # the architecture's default, 1: one rate
         else:
             # rounded, so that a ratio such as 0.19999999999999998 is written as the 0.2 it means
-            settings["components.transformer.model.learn_rate_scale"] = round(self.lr / self.head_rate, 9)
+            settings["components.transformer.model.learn_rate_scale"] = float(f"{self.lr / self.head_rate:.12g}")
         for key, value in settings.items():
             *path, last = key.split(".")
             section = config

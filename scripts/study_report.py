@@ -103,14 +103,15 @@ def thresholds_table(records) -> list:
 
 
 def shipped_arm(records) -> Optional[Arm]:
-    """The studied arm whose config is configs/cpu.cfg as it stands (its runs' `recipe` digest is
-    the shipped config's): its runs are the shipped recipe itself at each seed, so their
-    figures are the installed pipeline's."""
+    """The studied arm whose config is configs/cpu.cfg as it stands: its runs are the shipped
+    recipe itself at each seed, so their figures are the installed pipeline's. Compared by
+    `digest` (the config's text), on the arm's own config also in `--quick`, whose runs shrink it."""
     shipped = digest(Config().from_disk(SHIPPED, interpolate=False))
-    found = sorted({record["arm"] for record in records.values() if record["recipe"] == shipped})
+    arms = {name: Arm(**record["settings"]) for (name, _seed), record in records.items()}
+    found = [arm for arm in arms.values() if digest(arm.config()) == shipped]
     if len(found) > 1:
-        raise ValueError(f"arms {', '.join(found)} have the same config: their names do not tell recipes apart")
-    return next(Arm(**r["settings"]) for r in records.values() if r["arm"] == found[0]) if found else None
+        raise ValueError(f"arms {', '.join(a.name for a in found)} have the same config: their names do not tell recipes apart")
+    return found[0] if found else None
 
 
 def seed_figures(records, arm: Arm, config: str = f"configs/{SHIPPED.name}") -> dict:

@@ -27,3 +27,13 @@ def test_the_report_gives_each_seed_the_means_and_the_difference(tmp_path):
     assert "| bf16 autocast (shipped) | 3 | 40.0, 44.0, 42.0 | 42.0 ± 2.0 | 30.0, 30.0, 30.0 | 30.0 ± 0.0 | 301 |" in text
     assert "| float32 | 3 | 42.0, 40.0, 41.0 | 41.0 ± 1.0 |" in text
     assert "NER: bf16 - float32 = +1.0 F1" in text and "SpanCat: bf16 - float32 = -2.0 F1" in text
+
+
+def test_the_recipe_is_the_configs_settings_not_its_comments(tmp_path):
+    config = tmp_path / "cpu.cfg"
+    config.write_text("[training]\nseed = 0\n")
+    before = script("scripts/precision_report.py", "--config", config, "--recipe").stdout.strip()
+    config.write_text("# a note on the study\n[training]\n# kept\nseed = 0\n")
+    assert script("scripts/precision_report.py", "--config", config, "--recipe").stdout.strip() == before
+    config.write_text("[training]\nseed = 1\n")
+    assert script("scripts/precision_report.py", "--config", config, "--recipe").stdout.strip() != before

@@ -363,3 +363,16 @@ def test_the_report_sets_the_shipped_recipe_beside_minilms_row_and_keeps_its_fig
     figures = json.loads(metrics.with_name("minilm_seeds.json").read_text())
     assert figures["arm"] == encoder.name and figures["test"]["ents_f"]["per_seed"] == [0.45, 0.46, 0.47]
     assert "minilm.cfg" in figures["config"]
+
+
+def test_the_shipped_arm_is_found_in_quick_mode_too_whose_runs_shrink_the_decoder(tmp_path, monkeypatch):
+    from runs import write_run
+
+    arm = Arm(epochs=5)
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(arm.config().to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    run = {**full_record(arm, 0, 0.5, 0.4), "quick": True, "recipe": study_plan.digest(study_plan.run_config(arm, True))}
+    write_run(tmp_path / f"{arm.name}-s0-quick.json", run)
+    records, stale = study_report.current_records(tmp_path, True)
+    assert stale == 0 and study_report.shipped_arm(records) == arm
