@@ -44,9 +44,12 @@ def main() -> None:
     parser.add_argument("--recipe", action="store_true", help="print the config's digest and exit")
     parser.add_argument("--recipe-of", type=Path, help="print a record's recipe digest (empty if none) and exit")
     args = parser.parse_args()
+    if args.recipe_of:
+        print(json.loads(args.recipe_of.read_text()).get("recipe", ""))
+        return
     current = recipe(args.config)
-    if args.recipe or args.recipe_of:
-        print(json.loads(args.recipe_of.read_text()).get("recipe", "") if args.recipe_of else current)
+    if args.recipe:
+        print(current)
         return
     runs, stale = {}, 0
     for path in sorted(args.metrics.glob("*_seed*.json")):

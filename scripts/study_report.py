@@ -39,6 +39,11 @@ def current_records(out: Path, quick: bool):
     return records, stale
 
 
+def runs_of(records, name: str) -> list:
+    """An arm's records, by seed."""
+    return [r for (arm, _seed), r in sorted(records.items()) if arm == name]
+
+
 def mean_sd(values) -> str:
     if not values:
         return "–"
@@ -73,7 +78,7 @@ def label_scores(runs, part: str = "ents_per_type") -> dict:
 
 
 def per_label(records, arm_name: str, part: str = "ents_per_type") -> list:
-    scores = label_scores([r for (name, _), r in records.items() if name == arm_name], part)
+    scores = label_scores(runs_of(records, arm_name), part)
     lines = ["| label | P | R | F | n |", "|---|---|---|---|---|"]
     for label, prf in scores.items():
         cells = [mean_sd([100 * v for v in prf[k]]) for k in "prf"]
@@ -118,7 +123,7 @@ def seed_figures(records, arm: Arm, config: str = f"configs/{SHIPPED.name}") -> 
     """An arm's per-seed dev and test P/R/F of NER and SpanCat, with mean and sample sd, and its
     test NER per label (mean over seeds), as `metrics/` keeps the shipped recipe's and the
     encoder row's; `config` says what the runs trained."""
-    runs = sorted((r for (name, _), r in records.items() if name == arm.name), key=lambda r: r["seed"])
+    runs = runs_of(records, arm.name)
     figures = {"arm": arm.name, "config": config,
                "seeds": [r["seed"] for r in runs],
                "source": f"python scripts/study.py --stage report (reports/study/{arm.name}-s*.json)"}
@@ -142,7 +147,7 @@ def versus(records, ours: Arm, theirs: Arm) -> list:
     """The shipped recipe beside the encoder row, score by score: mean ± sd (n) of each, the
     difference of the means, the wider of the two seed sds, and whether the difference is
     larger than that sd (the issue's bar for "ahead")."""
-    runs = {arm: [r for (name, _), r in records.items() if name == arm.name] for arm in (ours, theirs)}
+    runs = {arm: runs_of(records, arm.name) for arm in (ours, theirs)}
     lines = [f"| score | `{ours.name}` | `{theirs.name}` | difference | wider sd | ahead by more than the wider sd |",
              "|---|---|---|---|---|---|"]
     for part, key, label in VERSUS:
@@ -233,7 +238,7 @@ def plot(records, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(names) + 1.5), sharey=True)
     for ax, part in zip(axes, ("dev", "test")):
         for y, name in enumerate(names):
-            values = [100 * r[part]["ents_f"] for (n, _), r in records.items() if n == name]
+            values = [100 * r[part]["ents_f"] for r in runs_of(records, name)]
             ax.scatter(values, [y] * len(values), s=18)
             ax.plot([statistics.mean(values)] * 2, [y - 0.3, y + 0.3], color="black")
         ax.set_title(f"{part} NER F1 (points: seeds; bar: mean)")
