@@ -16,9 +16,12 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
    (`learn_rate_scale` of the decoder architecture).
 4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
 5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
-   the paper's head) on the same listener.
-6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling
-   and ner head (the answers so far that it can share: stock spacy-transformers has no
+   the paper's head) on the same listener; with `bio_ner`, its decoding: each token's argmax
+   (the paper's) or the best valid BIO sequence (`viterbi`). Training is the same (a seed's run
+   takes the same steps either way); the decoding moves the predictions and the dev score that
+   picks `model-best`.
+6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling,
+   ner head and decoding (the answers so far that it can share: stock spacy-transformers has no
    `learn_rate_scale`, so its heads train at its own one rate), that rate chosen on dev, then
    its own threshold chosen on dev and trained at. It runs before the decoder-only stages because it
    depends on none of them and it is the row the shipped pipeline must beat.
@@ -78,12 +81,15 @@ NER_HEADS = {
         "hidden_width": 64, "maxout_pieces": 2, "use_upper": False, "nO": None}},
     "bio": {"factory": "bio_ner", "model": {"@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False}},
 }
+# bio_ner's readings of its tag scores (spacy_unmask.bio_decoding.DECODINGS); "argmax", the
+# factory's default, is the paper's and is left out of an arm's config
+NER_DECODINGS = ("argmax", "viterbi")
 # spancat's threshold only filters its predictions, so every run is also scored at each of these
 # (the same predictions, cut); the study's runs train at 0.5, configs/cpu.cfg's before the study
 SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # the heads' factors, settled in this order after `epochs`: (stage, Arm field, values)
 HEAD_FACTORS = (("heads' rate", "head_rate", HEAD_RATES), ("pooling", "pooling", tuple(POOLINGS)),
-                ("ner head", "ner_head", tuple(NER_HEADS)))
+                ("ner head", "ner_head", tuple(NER_HEADS)), ("ner decoding", "ner_decoding", NER_DECODINGS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Arm:
     head_rate: Optional[float] = None
     pooling: str = "mean"  # how the listeners reduce a word's pieces: "mean" or "first"
     ner_head: str = "parser"  # spaCy's transition-based `ner`, or "bio": `bio_ner` (the paper's head)
+    ner_decoding: str = "argmax"  # bio_ner's `decoding`: "argmax" (the paper's) or "viterbi"
     # spancat keeps the spans scoring at least this; the dev score during training is at it too,
     # so it also moves which checkpoint `model-best` is
     spancat_threshold: float = 0.5
@@ -124,6 +131,8 @@ class Arm:
             name += f"-{self.pooling}"
         if self.ner_head != "parser":
             name += f"-{self.ner_head}"
+        if self.ner_decoding != "argmax":
+            name += f"-{self.ner_decoding}"
         if self.heads == "joint" and self.spancat_threshold != 0.5:
             name += f"-t{self.spancat_threshold:g}"
         return name
@@ -151,6 +160,10 @@ class Arm:
             settings.update({"components.transformer.model.n_layers": self.n_layers,
                              "components.transformer.model.unmask": self.unmask})
         head = copy.deepcopy(NER_HEADS[self.ner_head])
+        if self.ner_decoding != "argmax":
+            if self.ner_head != "bio":
+                raise ValueError(f"ner_decoding={self.ner_decoding!r}: only the bio head has a decoding")
+            head["decoding"] = self.ner_decoding
         head["model"]["tok2vec"] = config["components"]["ner"]["model"]["tok2vec"]  # the same listener
         config["components"]["ner"] = head
         for listener in [name for name in ("ner", "spancat") if name in config["components"]]:
@@ -296,12 +309,14 @@ class Plan:
         # the stages that pick the shipped default run within the newcomer's budget
         base = dataclasses.replace(longest, epochs=min(longest.epochs, BUDGET_EPOCHS))
         for label, field, values in HEAD_FACTORS:
+            if field == "ner_decoding" and base.ner_head != "bio":
+                continue  # spaCy's ner has one reading of its predictions
             base = self._factor(label, base, field, values)
             if base is None:
                 return
         # the encoder row shares the answers so far (schedule, listeners, ner head) and none after
         encoder = Arm(family="minilm", epochs=base.epochs, spancat_grad=base.spancat_grad, pooling=base.pooling,
-                      ner_head=base.ner_head)
+                      ner_head=base.ner_head, ner_decoding=base.ner_decoding)
         encoder = self._rate("minilm", encoder)
         if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return

@@ -8,8 +8,10 @@ from the reference `doc.ents` (aligned to the predicted tokens as spaCy's `ner` 
 them), its predictions are written to `doc.ents`, and it is scored as `ner` is (`ents_f`,
 ...), so it drops in where `ner` stands, score weights included.
 
-It predicts each token on its own; a tag sequence that no entity has (an `I-` after `O` or
-after another label) is read the way conlleval reads it: the `I-` opens an entity.
+It scores each token on its own. `decoding` says how the scores become tags
+(`bio_decoding`): `argmax`, the paper's, takes each token's best tag, and a sequence that no
+entity has (an `I-` after `O` or after another label) is read as conlleval reads it, the `I-`
+opening an entity; `viterbi` takes the best sequence in which every `I-` continues its entity.
 """
 from itertools import islice
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
@@ -19,6 +21,9 @@ from spacy.pipeline.tagger import Tagger
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
+
+from .bio_decoding import DECODINGS, allowed_transitions, best_valid_sequence, log_softmax
+from .errors import ConfigError
 
 OUTSIDE = "O"
 
@@ -64,7 +69,37 @@ def spans_of_bio(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
 
 
 class BIOTagger(Tagger):
-    """spaCy's `tagger`, tagging each token B-/I-<entity label> or O and setting `doc.ents`."""
+    """spaCy's `tagger`, tagging each token B-/I-<entity label> or O and setting `doc.ents`.
+
+    `decoding` (one of `DECODINGS`) is fixed when the component is made, from the pipeline's
+    config, so that a saved pipeline decodes as its config says; `guesses` reads scores with
+    either decoding, for comparing them on the same predictions."""
+
+    def __init__(self, *args, decoding: str = "argmax", **kwargs):
+        super().__init__(*args, **kwargs)
+        if decoding not in DECODINGS:
+            raise ConfigError(f"components.{self.name}.decoding", decoding,
+                              "; ".join(f"{name!r}: {what}" for name, what in DECODINGS.items()))
+        self._decoding = decoding
+
+    @property
+    def decoding(self) -> str:
+        return self._decoding
+
+    def guesses(self, scores, decoding: str) -> List:
+        """Each doc's tag ids from its tag scores (`model.predict`'s), read by `decoding`."""
+        if decoding == "argmax":
+            return super()._scores2guesses(scores)
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding {decoding!r}: use one of {', '.join(DECODINGS)}")
+        # the softmax layer returns logits at prediction time when the model does not normalize
+        normalized = next(node for node in self.model.walk() if node.name == "softmax").attrs["softmax_normalize"]
+        allowed = allowed_transitions(self.labels)
+        return [best_valid_sequence(log_softmax(self.model.ops.to_numpy(doc_scores), normalized), allowed)
+                for doc_scores in scores]
+
+    def _scores2guesses(self, scores):
+        return self.guesses(scores, self.decoding)
 
     @property
     def label_data(self) -> Tuple[str, ...]:
@@ -132,11 +167,12 @@ class BIOTagger(Tagger):
         "model": DEFAULT_MODEL,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
         "label_smoothing": 0.0,
+        "decoding": "argmax",
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callable],
-                 label_smoothing: float) -> BIOTagger:
+                 label_smoothing: float, decoding: str) -> BIOTagger:
     """Named entities as BIO tags, one softmax over each token's vector (the unmasking paper's head).
 
     model (Model[List[Doc], List[Floats2d]]): Scores each token's tags: by default
@@ -145,9 +181,14 @@ def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callab
     scorer (Optional[Callable]): Scores `doc.ents`, as for `ner` (`spacy.ner_scorer.v1`).
     label_smoothing (float): As in spaCy's `tagger`: moves this much of the target's mass
         from the gold tag to the others.
+    decoding (str): How each token's tag scores become tags: "argmax" (each token's best
+        tag on its own, as the paper; an I- that continues nothing opens an entity) or
+        "viterbi" (the highest-scoring tag sequence in which every I- continues a B- or I- of
+        its label). Training is the same either way; the choice moves predictions and the dev
+        score that picks `model-best`.
     """
     if not any(node.name == "softmax" for node in model.walk()):
         raise ValueError(f"[{name}] bio_ner needs a model that ends in a softmax over its tags, such as "
                          f"spacy.Tagger.v2 over a listener; got {model.name!r} (a config that only changes "
                          "`ner`'s factory keeps ner's TransitionBasedParser: replace [components.ner.model] too)")
-    return BIOTagger(nlp.vocab, model, name=name, scorer=scorer, label_smoothing=label_smoothing)
+    return BIOTagger(nlp.vocab, model, name=name, scorer=scorer, label_smoothing=label_smoothing, decoding=decoding)

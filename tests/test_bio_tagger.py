@@ -1,6 +1,7 @@
 """`bio_ner`: BIO tags from the reference entities, entities from the predicted tags."""
 import random
 
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc
@@ -130,3 +131,32 @@ def test_training_data_without_entities_is_refused(tiny_llama):
     plain = [Example.from_dict(nlp.make_doc("no entities here"), {"entities": []})]
     with pytest.raises(ValueError, match="no entity labels"):
         nlp.initialize(lambda: plain)
+
+
+def test_viterbi_decoding_never_leaves_a_stray_inside_tag_and_follows_the_config(tiny_llama, tmp_path):
+    nlp = bio_nlp(tiny_llama)
+    nlp.initialize(lambda: examples(nlp))
+    tagger = nlp.get_pipe("ner")
+    assert tagger.decoding == "argmax"
+    # random output weights (spaCy starts them at zero): the argmax tags are any tags at all
+    softmax = next(node for node in tagger.model.walk() if node.name == "softmax")
+    softmax.set_param("W", numpy.random.default_rng(0).normal(size=softmax.get_param("W").shape).astype("float32"))
+    docs = list(nlp.pipe(TEXTS + ["Obama met Merkel in New York and Paris ."] * 3, disable=["ner"]))
+    scores = tagger.model.predict(docs)
+    argmax = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(scores, "argmax")]
+    viterbi = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(scores, "viterbi")]
+    assert [len(tags) for tags in viterbi] == [len(doc) for doc in docs]
+    assert all(i > 0 and tag[2:] == tags[i - 1][2:] and tags[i - 1] != "O" for tags in viterbi
+               for i, tag in enumerate(tags) if tag.startswith("I-"))
+    assert any(a != v for a, v in zip(argmax, viterbi))  # the random weights' argmax has stray I- tags
+    # the pipeline decodes as its config says, saved and loaded, or loaded with the other value
+    nlp.to_disk(tmp_path / "nlp")
+    loaded = spacy.load(tmp_path / "nlp", config={"components": {"ner": {"decoding": "viterbi"}}})
+    assert loaded.get_pipe("ner").decoding == "viterbi"
+    texts = TEXTS + ["Obama met Merkel in New York and Paris ."]
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == [
+        [(start, end, label) for start, end, label in spans_of_bio(tags)] for tags in viterbi[:len(texts)]]
+    loaded.to_disk(tmp_path / "viterbi")
+    assert spacy.load(tmp_path / "viterbi").get_pipe("ner").decoding == "viterbi"
+    with pytest.raises(ValueError, match=r"components.ner.decoding='beam' is not accepted.*'viterbi'"):
+        spacy.load(tmp_path / "nlp", config={"components": {"ner": {"decoding": "beam"}}})

@@ -114,10 +114,11 @@ def test_the_shipped_recipe_trains_at_the_threshold_chosen_on_the_spec_winners_d
 
 
 def test_the_encoder_row_runs_after_the_shared_stages_and_before_the_decoder_only_ones():
-    def get(arm, seed):  # first-piece pooling and the bio head win; the decoder's other rates never ran
+    def get(arm, seed):  # first-piece pooling, the bio head and viterbi win; the decoder's other rates never ran
         if arm.family == "decoder" and arm.lr != 2e-4:
             return None
-        return record(arm, seed, 0.5 + 0.05 * (arm.pooling == "first") + 0.05 * (arm.ner_head == "bio"), 0.4)
+        return record(arm, seed, 0.5 + 0.05 * (arm.pooling == "first") + 0.05 * (arm.ner_head == "bio")
+                      + 0.05 * (arm.ner_decoding == "viterbi"), 0.4)
 
     plan = Plan(get)
     plan.run()
@@ -125,7 +126,8 @@ def test_the_encoder_row_runs_after_the_shared_stages_and_before_the_decoder_onl
     assert labels.index("minilm threshold") < labels.index("rate") == len(labels) - 1
     answers = {label: (arm, final) for label, arm, final in plan.answers}
     encoder, final = answers["minilm threshold"]
-    assert final and (encoder.family, encoder.pooling, encoder.ner_head) == ("minilm", "first", "bio")
+    assert final and (encoder.family, encoder.pooling, encoder.ner_head, encoder.ner_decoding) == (
+        "minilm", "first", "bio", "viterbi")
     assert encoder.epochs == answers["ner head"][0].epochs
     assert answers["rate"][1] is False  # provisional: the decoder-only stages wait for it
 
@@ -162,7 +164,7 @@ def test_runs_from_before_thresholds_were_recorded_keep_0_5_and_say_so():
 def test_arm_names_tell_every_setting_apart():
     arms = [Arm(), Arm(epochs=3), Arm(heads="ner"), Arm(spancat_grad=0.5), Arm(lr=1e-4), Arm(n_layers=30),
             Arm(unmask="all"), Arm(family="minilm"), Arm(head_rate=1e-3), Arm(pooling="first"),
-            Arm(ner_head="bio"), Arm(spancat_threshold=0.3)]
+            Arm(ner_head="bio"), Arm(ner_head="bio", ner_decoding="viterbi"), Arm(spancat_threshold=0.3)]
     assert len({a.name for a in arms}) == len(arms)
 
 
@@ -311,6 +313,22 @@ def test_an_arms_ner_head_is_its_own_whatever_head_the_shipped_config_has(tmp_pa
     monkeypatch.setattr(study_plan, "SHIPPED", cfg)
     assert parser.config()["components"]["ner"]["factory"] == "ner"
     assert parser.config().to_str() == plain and bio.config().to_str() != plain
+
+
+def test_the_decoding_is_settled_for_the_bio_head_only_and_written_only_when_not_the_papers():
+    assert "decoding" not in Arm(epochs=5, ner_head="bio").config()["components"]["ner"]
+    assert Arm(epochs=5, ner_head="bio", ner_decoding="viterbi").config()["components"]["ner"]["decoding"] == "viterbi"
+    with pytest.raises(ValueError, match="only the bio head"):
+        Arm(ner_decoding="viterbi").config()
+
+    def get(arm, seed):  # spaCy's ner wins: no decoding stage, nothing asked at viterbi
+        assert arm.ner_decoding == "argmax"
+        return record(arm, seed, 0.5 + 0.05 * (arm.ner_head == "parser"), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    labels = [label for label, _arm, _final in plan.answers]
+    assert "ner head" in labels and "ner decoding" not in labels and "minilm" in labels
 
 
 def test_a_rate_ratio_is_written_as_the_number_it_means():
