@@ -45,7 +45,7 @@ import dataclasses
 import hashlib
 import statistics
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from thinc.api import Config
 
@@ -254,42 +254,57 @@ def balance_arms() -> Dict[str, Arm]:
     }
 
 
+class Answer(NamedTuple):
+    """A stage's answer: its arm (None before any run), whether every run it needs is done, and
+    a note on how it was reached when that is not the stage's rule as written."""
+
+    stage: str
+    arm: Optional[Arm]
+    final: bool
+    note: str = ""
+
+
 class Plan:
-    """The stages in order; each answer feeds the next. `answers` holds (label, arm, final)."""
+    """The stages in order; each answer feeds the next. `answers` holds each stage's `Answer`."""
 
     def __init__(self, get: Get, seeds=SEEDS, quick: bool = False):
         self.get, self.seeds, self.answers = get, seeds, []
         # --quick checks the machinery: one rate a grid, so no stage widens
         self.grid = {family: grid[1:2] if quick else grid for family, grid in RATE_GRID.items()}
 
-    def _answer(self, label: str, arm: Optional[Arm], final: bool) -> Optional[Arm]:
-        self.answers.append((label, arm, final))
+    def _answer(self, stage: str, arm: Optional[Arm], final: bool, note: str = "") -> Optional[Arm]:
+        self.answers.append(Answer(stage, arm, final, note))
         return arm if final else None
 
-    def _factor(self, label: str, base: Arm, field: str, values) -> Optional[Arm]:
+    def answer(self, stage: str) -> Optional[Answer]:
+        """The stage's answer, or None when the plan stopped before it."""
+        return next((found for found in self.answers if found.stage == stage), None)
+
+    def _factor(self, stage: str, base: Arm, field: str, values) -> Optional[Arm]:
         """`base` with `field` settled over `values` (`settle`); None while provisional."""
         arms = [dataclasses.replace(base, **{field: value}) for value in values]
-        return self._answer(label, *settle(arms, self.get, self.seeds))
+        return self._answer(stage, *settle(arms, self.get, self.seeds))
 
-    def _rate(self, label: str, base: Arm) -> Optional[Arm]:
+    def _rate(self, stage: str, base: Arm) -> Optional[Arm]:
         """`base` at the learning rate `choose_rate` picks on the dev score; None while provisional."""
         rate, final = choose_rate(self.grid[base.family], lambda lr, seed: self.get(dataclasses.replace(base, lr=lr), seed),
                                   self.seeds, score=dev_score)
-        return self._answer(label, dataclasses.replace(base, lr=rate) if rate else None, final)
+        return self._answer(stage, dataclasses.replace(base, lr=rate) if rate else None, final)
 
-    def _threshold(self, label: str, arm: Arm) -> Optional[Arm]:
+    def _threshold(self, stage: str, arm: Arm) -> Optional[Arm]:
         """`arm` (every seed done) trained at spancat's threshold chosen on its dev runs, every
         seed. Runs finished before thresholds were recorded cannot be rescored (their models are
-        gone): the choice uses those that were, and keeps 0.5 when none was; the label says so."""
+        gone): the choice uses those that were, and keeps 0.5 when none was; the note says so."""
         records = [self.get(arm, seed) for seed in self.seeds]
         threshold = choose_threshold(records)
         scored = sum(bool(r.get("spancat_thresholds")) for r in records)
+        note = ""
         if threshold is None:
-            threshold, label = 0.5, f"{label} (no run was scored at the thresholds: 0.5 kept)"
+            threshold, note = 0.5, "no run was scored at the thresholds: 0.5 kept"
         elif scored < len(records):
-            label = f"{label} (chosen on {scored} of {len(records)} runs)"
+            note = f"chosen on {scored} of {len(records)} runs"
         chosen = dataclasses.replace(arm, spancat_threshold=threshold)
-        return self._answer(label, chosen, every_seed([chosen], self.get, self.seeds))
+        return self._answer(stage, chosen, every_seed([chosen], self.get, self.seeds), note)
 
     def run(self) -> None:
         arms = balance_arms()
@@ -308,10 +323,10 @@ class Plan:
             return
         # the stages that pick the shipped default run within the newcomer's budget
         base = dataclasses.replace(longest, epochs=min(longest.epochs, BUDGET_EPOCHS))
-        for label, field, values in HEAD_FACTORS:
+        for stage, field, values in HEAD_FACTORS:
             if field == "ner_decoding" and base.ner_head != "bio":
                 continue  # spaCy's ner has one reading of its predictions
-            base = self._factor(label, base, field, values)
+            base = self._factor(stage, base, field, values)
             if base is None:
                 return
         # the encoder row shares the answers so far (schedule, listeners, ner head) and none after

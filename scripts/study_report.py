@@ -182,8 +182,10 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
         "## The stages' answers",
         "",
     ]
-    for label, arm, final in plan.answers:
-        lines.append(f"- {label}: `{arm.name if arm else 'none yet'}`" + ("" if final else " (provisional: runs missing)"))
+    for found in plan.answers:
+        note = f" ({found.note})" if found.note else ""
+        lines.append(f"- {found.stage}{note}: `{found.arm.name if found.arm else 'none yet'}`"
+                     + ("" if found.final else " (provisional: runs missing)"))
     if not plan.answers:
         lines.append("- none yet")
     lines += [
@@ -208,9 +210,9 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
         if metrics is not None and n == len(seeds):
             metrics.parent.mkdir(parents=True, exist_ok=True)
             write_run(metrics, seed_figures(records, shipped))
-    encoder = next(((arm, final) for label, arm, final in plan.answers if label.startswith("minilm threshold")), None)
+    encoder = plan.answer("minilm threshold")
     if shipped is not None and encoder is not None:
-        arm, final = encoder
+        arm, final = encoder.arm, encoder.final
         lines += ["", "## The shipped recipe against MiniLM-L6 in the same pipeline", "",
                   f"MiniLM's row is the `minilm threshold` stage's answer{'' if final else ' (provisional: runs missing)'}: "
                   "its rate and spancat's threshold chosen on dev, at the shipped schedule, pooling and ner head. "

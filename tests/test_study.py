@@ -78,7 +78,7 @@ def test_later_stages_build_on_the_budget_when_a_longer_schedule_and_a_deeper_de
 
     plan = Plan(get)
     plan.run()
-    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    answers = {found.stage: (found.arm, found.final) for found in plan.answers}
     assert answers["epochs"][0].epochs == 8 and answers["epochs"][1]
     assert answers["heads' rate"][0].epochs == study_plan.BUDGET_EPOCHS
     assert answers["depth"][0].n_layers == 30
@@ -101,7 +101,7 @@ def test_the_shipped_recipe_trains_at_the_threshold_chosen_on_the_spec_winners_d
 
     plan = Plan(get)
     plan.run()
-    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    answers = {found.stage: (found.arm, found.final) for found in plan.answers}
     shipped, final = answers["threshold"]
     assert final and shipped == dataclasses.replace(answers["spec"][0], spancat_threshold=0.3)
     assert all((shipped, seed) in asked for seed in (0, 1, 2))  # trained at it, every seed
@@ -122,9 +122,9 @@ def test_the_encoder_row_runs_after_the_shared_stages_and_before_the_decoder_onl
 
     plan = Plan(get)
     plan.run()
-    labels = [label for label, _arm, _final in plan.answers]
+    labels = [found.stage for found in plan.answers]
     assert labels.index("minilm threshold") < labels.index("rate") == len(labels) - 1
-    answers = {label: (arm, final) for label, arm, final in plan.answers}
+    answers = {found.stage: (found.arm, found.final) for found in plan.answers}
     encoder, final = answers["minilm threshold"]
     assert final and (encoder.family, encoder.pooling, encoder.ner_head, encoder.ner_decoding) == (
         "minilm", "first", "bio", "viterbi")
@@ -153,12 +153,12 @@ def test_runs_from_before_thresholds_were_recorded_keep_0_5_and_say_so():
 
     plan = Plan(get)
     plan.run()
-    answers = {label: arm for label, arm, _final in plan.answers}
-    assert answers["threshold (chosen on 1 of 3 runs)"].spancat_threshold == 0.3
+    threshold = plan.answer("threshold")
+    assert threshold.note == "chosen on 1 of 3 runs" and threshold.arm.spancat_threshold == 0.3
     plan = Plan(lambda arm, seed: {k: v for k, v in record(arm, seed, 0.5, 0.4).items() if k != "spancat_thresholds"})
     plan.run()
-    labels = [label for label, _arm, final in plan.answers if final]
-    assert "threshold (no run was scored at the thresholds: 0.5 kept)" in labels and "ner only" in labels  # the plan goes on
+    assert plan.answer("threshold").note == "no run was scored at the thresholds: 0.5 kept"
+    assert plan.answer("threshold").final and plan.answer("ner only").final  # the plan goes on
 
 
 def test_arm_names_tell_every_setting_apart():
@@ -185,7 +185,7 @@ def test_settle_confirms_the_two_best_on_every_seed_and_takes_the_better_mean():
 def test_missing_runs_make_an_answer_provisional_and_stop_the_later_stages():
     plan = Plan(lambda arm, seed: record(arm, seed, 0.4, 0.3) if seed == 0 else None)
     plan.run()
-    labels = [(label, final) for label, _arm, final in plan.answers]
+    labels = [(found.stage, found.final) for found in plan.answers]
     assert labels == [("balance", False)]
 
 
@@ -327,7 +327,7 @@ def test_the_decoding_is_settled_for_the_bio_head_only_and_written_only_when_not
 
     plan = Plan(get)
     plan.run()
-    labels = [label for label, _arm, _final in plan.answers]
+    labels = [found.stage for found in plan.answers]
     assert "ner head" in labels and "ner decoding" not in labels and "minilm" in labels
 
 
@@ -362,7 +362,7 @@ def test_the_report_sets_the_shipped_recipe_beside_minilms_row_and_keeps_its_fig
 
     plan = Plan(get)
     plan.run()
-    answers = {label.split(" (")[0]: arm for label, arm, _final in plan.answers}
+    answers = {found.stage: found.arm for found in plan.answers}
     shipped, encoder = answers["threshold"], answers["minilm threshold"]
     cfg = tmp_path / "cpu.cfg"
     cfg.write_text(shipped.config().to_str())
