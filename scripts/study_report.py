@@ -10,6 +10,7 @@ as it stands is the shipped recipe: once its every seed has run, their figures g
 `metrics/cpu_seeds.json` (`study.py --metrics`); the report sets it beside MiniLM's row (the
 `minilm threshold` stage), whose figures go to `metrics/minilm_seeds.json` once that is final.
 """
+import json
 import statistics
 from pathlib import Path
 from typing import Optional
@@ -107,13 +108,19 @@ def thresholds_table(records) -> list:
     return lines
 
 
+def settings_of(config: Config) -> str:
+    """A config's settings as one canonical text: its keys sorted at every level."""
+    return json.dumps(config, sort_keys=True)
+
+
 def shipped_arm(records) -> Optional[Arm]:
     """The studied arm whose config is configs/cpu.cfg as it stands: its runs are the shipped
     recipe itself at each seed, so their figures are the installed pipeline's. Compared by
-    `digest` (the config's text), on the arm's own config also in `--quick`, whose runs shrink it."""
-    shipped = digest(Config().from_disk(SHIPPED, interpolate=False))
+    settings, whatever order the config file writes them in (a hand-edited cpu.cfg need not put
+    a key where `Arm.config` does); on the arm's own config also in `--quick`, whose runs shrink it."""
+    shipped = settings_of(Config().from_disk(SHIPPED, interpolate=False))
     arms = {name: Arm(**record["settings"]) for (name, _seed), record in records.items()}
-    found = [arm for arm in arms.values() if digest(arm.config()) == shipped]
+    found = [arm for arm in arms.values() if settings_of(arm.config()) == shipped]
     if len(found) > 1:
         raise ValueError(f"arms {', '.join(a.name for a in found)} have the same config: their names do not tell recipes apart")
     return found[0] if found else None

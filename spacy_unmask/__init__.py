@@ -16,7 +16,7 @@ from . import notices
 # bitsandbytes (see `notices`), which must precede any import of transformers or peft.
 notices.install()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 _EXPORTS = {"DecoderEncoder": "decoder", "DecoderSettings": "settings", "LayerGroups": "layer_groups",
             "LoraSettings": "settings"}
 __all__ = [*_EXPORTS, "__version__"]

@@ -93,7 +93,9 @@ class BIOTagger(Tagger):
         if decoding not in DECODINGS:
             raise ValueError(f"decoding {decoding!r}: use one of {', '.join(DECODINGS)}")
         # the softmax layer returns logits at prediction time when the model does not normalize
-        normalized = next(node for node in self.model.walk() if node.name == "softmax").attrs["softmax_normalize"]
+        softmax = self.model.get_ref("softmax") if self.model.has_ref("softmax") else next(
+            node for node in self.model.walk() if node.name == "softmax")
+        normalized = softmax.attrs["softmax_normalize"]
         allowed = allowed_transitions(self.labels)
         return [best_valid_sequence(log_softmax(self.model.ops.to_numpy(doc_scores), normalized), allowed)
                 for doc_scores in scores]

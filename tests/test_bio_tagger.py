@@ -8,6 +8,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Config
 
+from spacy_unmask.bio_decoding import allowed_transitions, best_valid_sequence
 from spacy_unmask.bio_tagger import bio_of_biluo, spans_of_bio
 
 from .pipelines import TEXTS, TRAIN, config_text
@@ -139,23 +140,33 @@ def test_viterbi_decoding_never_leaves_a_stray_inside_tag_and_follows_the_config
     tagger = nlp.get_pipe("ner")
     assert tagger.decoding == "argmax"
     # random output weights (spaCy starts them at zero): the argmax tags are any tags at all
-    softmax = next(node for node in tagger.model.walk() if node.name == "softmax")
+    softmax = tagger.model.get_ref("softmax")
     softmax.set_param("W", numpy.random.default_rng(0).normal(size=softmax.get_param("W").shape).astype("float32"))
-    docs = list(nlp.pipe(TEXTS + ["Obama met Merkel in New York and Paris ."] * 3, disable=["ner"]))
-    scores = tagger.model.predict(docs)
-    argmax = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(scores, "argmax")]
-    viterbi = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(scores, "viterbi")]
+    texts = TEXTS + ["Obama met Merkel in New York and Paris .", "", "Paris ."]
+    docs = list(nlp.pipe(texts, disable=["ner"]))
+    logits = tagger.model.predict(docs)  # Tagger.v2 with normalize = false: raw scores at prediction
+    viterbi = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(logits, "viterbi")]
+    argmax = [[tagger.labels[i] for i in ids] for ids in tagger.guesses(logits, "argmax")]
+    # the best valid sequence of the log-probabilities is that of the logits: a token's
+    # normaliser adds the same to every path
+    allowed = allowed_transitions(tagger.labels)
+    assert [list(ids) for ids in tagger.guesses(logits, "viterbi")] == [
+        list(best_valid_sequence(numpy.asarray(doc_logits, dtype="float64"), allowed)) for doc_logits in logits]
     assert [len(tags) for tags in viterbi] == [len(doc) for doc in docs]
     assert all(i > 0 and tag[2:] == tags[i - 1][2:] and tags[i - 1] != "O" for tags in viterbi
                for i, tag in enumerate(tags) if tag.startswith("I-"))
-    assert any(a != v for a, v in zip(argmax, viterbi))  # the random weights' argmax has stray I- tags
+    assert any(spans_of_bio(a) != spans_of_bio(v) for a, v in zip(argmax, viterbi))  # the entities differ
+    # the same weights in a model that normalizes decode the same
+    softmax.attrs["softmax_normalize"] = True
+    assert [list(ids) for ids in tagger.guesses(tagger.model.predict(docs), "viterbi")] == [
+        [tagger.labels.index(tag) for tag in tags] for tags in viterbi]
+    softmax.attrs["softmax_normalize"] = False
     # the pipeline decodes as its config says, saved and loaded, or loaded with the other value
     nlp.to_disk(tmp_path / "nlp")
     loaded = spacy.load(tmp_path / "nlp", config={"components": {"ner": {"decoding": "viterbi"}}})
     assert loaded.get_pipe("ner").decoding == "viterbi"
-    texts = TEXTS + ["Obama met Merkel in New York and Paris ."]
     assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == [
-        [(start, end, label) for start, end, label in spans_of_bio(tags)] for tags in viterbi[:len(texts)]]
+        spans_of_bio(tags) for tags in viterbi]
     loaded.to_disk(tmp_path / "viterbi")
     assert spacy.load(tmp_path / "viterbi").get_pipe("ner").decoding == "viterbi"
     with pytest.raises(ValueError, match=r"components.ner.decoding='beam' is not accepted.*'viterbi'"):

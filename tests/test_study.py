@@ -394,3 +394,21 @@ def test_the_shipped_arm_is_found_in_quick_mode_too_whose_runs_shrink_the_decode
     write_run(tmp_path / f"{arm.name}-s0-quick.json", run)
     records, stale = study_report.current_records(tmp_path, True)
     assert stale == 0 and study_report.shipped_arm(records) == arm
+
+
+def test_the_shipped_arm_is_found_whatever_order_cpu_cfg_writes_its_keys_in(tmp_path, monkeypatch):
+    from runs import write_run
+
+    arm = Arm(epochs=5, ner_head="bio", ner_decoding="viterbi")
+    config = arm.config()
+    ner = config["components"]["ner"]
+    config["components"]["ner"] = {"decoding": ner["decoding"], **{k: v for k, v in ner.items() if k != "decoding"}}
+    assert config.to_str() != arm.config().to_str()  # the same settings, written in another order
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(config.to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    write_run(tmp_path / f"{arm.name}-s0.json", full_record(arm, 0, 0.5, 0.4))
+    records, _stale = study_report.current_records(tmp_path, False)
+    assert study_report.shipped_arm(records) == arm
+    cfg.write_text(Arm(epochs=5, ner_head="bio").config().to_str())  # argmax: another arm
+    assert study_report.shipped_arm(records) is None
