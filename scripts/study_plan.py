@@ -17,9 +17,8 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 4. pooling: the listeners' reduction of a word's pieces, mean or first piece (as the paper).
 5. ner head: spaCy's transition-based `ner` or `bio_ner` (one softmax over BIO tags a token,
    the paper's head) on the same listener; with `bio_ner`, its decoding: each token's argmax
-   (the paper's) or the best valid BIO sequence (`viterbi`). Training is the same (a seed's run
-   takes the same steps either way); the decoding moves the predictions and the dev score that
-   picks `model-best`.
+   (the paper's) or the best valid BIO sequence (`viterbi`). The loss does not depend on it;
+   it moves the predictions and the dev score that picks `model-best`.
 6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling,
    ner head and decoding (the answers so far that it can share: stock spacy-transformers has no
    `learn_rate_scale`, so its heads train at its own one rate), that rate chosen on dev, then

@@ -186,8 +186,8 @@ def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callab
     decoding (str): How each token's tag scores become tags: "argmax" (each token's best
         tag on its own, as the paper; an I- that continues nothing opens an entity) or
         "viterbi" (the highest-scoring tag sequence in which every I- continues a B- or I- of
-        its label). Training is the same either way; the choice moves predictions and the dev
-        score that picks `model-best`.
+        its label). The loss does not depend on it; it moves the predictions, and in
+        training the dev score that picks `model-best`.
     """
     if not any(node.name == "softmax" for node in model.walk()):
         raise ValueError(f"[{name}] bio_ner needs a model that ends in a softmax over its tags, such as "
