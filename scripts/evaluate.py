@@ -1,7 +1,7 @@
 """Score a trained pipeline on a .spacy split with spaCy's own Scorer; write metrics JSON.
 
     python scripts/evaluate.py MODEL DATA OUTPUT [--gpu-id -1] [--inference-dtype auto|bfloat16|float32]
-        [--spancat-thresholds 0.1,0.2,0.3,0.4,0.5]
+        [--spancat-thresholds 0.1,0.2,0.3,0.4,0.5] [--ner-decoding argmax|viterbi]
 
 The JSON holds overall and per-label precision/recall/F for `ner` (ents_*) and
 `spancat` (spans_sc_*), the words/s of the evaluation pass, and the precision the
@@ -9,6 +9,8 @@ decoder ran in. `--inference-dtype` loads the pipeline with that `inference_dtyp
 (default: as its config says, "auto" for the shipped configs), so one set of stored
 weights can be scored in bfloat16 and in float32. `--spancat-thresholds` adds spancat's
 P/R/F at each threshold (`spans_sc_by_threshold`): the same predictions, filtered.
+`--ner-decoding` loads a pipeline whose `ner` is `bio_ner` with that `decoding`, so one
+trained tagger can be scored read each way (`ner_decoding` in the JSON says which).
 """
 import argparse
 import json
@@ -21,6 +23,9 @@ import spacy
 from spacy.scorer import Scorer
 from spacy.tokens import SpanGroup
 from spacy.training import Corpus, Example
+from thinc.api import ConfigValidationError
+
+from spacy_unmask.bio_decoding import DECODINGS
 
 
 class _KeepExamples(Scorer):
@@ -83,6 +88,7 @@ def main() -> int:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--inference-dtype", choices=["auto", "bfloat16", "float32"], default=None)
     parser.add_argument("--spancat-thresholds", type=thresholds_of, default=None)
+    parser.add_argument("--ner-decoding", choices=sorted(DECODINGS), default=None)
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"error: {args.data} does not exist: run `spacy project run corpus` first", file=sys.stderr)
@@ -92,11 +98,22 @@ def main() -> int:
     overrides = {}
     if args.inference_dtype is not None:
         overrides["components.transformer.model.inference_dtype"] = args.inference_dtype
-    nlp = spacy.load(args.model, config=overrides)
+    if args.ner_decoding is not None:
+        overrides["components.ner.decoding"] = args.ner_decoding
+    try:
+        nlp = spacy.load(args.model, config=overrides)
+    except ConfigValidationError as err:
+        if args.ner_decoding is None or "decoding" not in str(err):
+            raise
+        print(f"error: --ner-decoding needs a pipeline whose `ner` is bio_ner; {args.model}'s `ner` "
+              "takes no decoding (spaCy's ner has one reading of its predictions)", file=sys.stderr)
+        return 1
     # spaCy's `evaluate` command does the same: the split's gold docs through nlp.evaluate
     examples = list(Corpus(args.data, gold_preproc=False)(nlp))
     scores = evaluate_examples(nlp, examples, args.spancat_thresholds or ())
     keep = {k: v for k, v in scores.items() if k.startswith(("ents_", "spans_sc_", "speed"))}
+    if "ner" in nlp.pipe_names and hasattr(nlp.get_pipe("ner"), "decoding"):
+        keep["ner_decoding"] = nlp.get_pipe("ner").decoding
     if "transformer" in nlp.pipe_names and hasattr(nlp.get_pipe("transformer").model, "transformer"):
         module = nlp.get_pipe("transformer").model.transformer
         keep["decoder_precision"] = str(getattr(module, "compute_dtype", "")).replace("torch.", "")

@@ -79,6 +79,9 @@ def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
     assert {"ents_f", "ents_per_type", "spans_sc_f", "spans_sc_per_type"} <= set(scores)
     assert set(scores["spans_sc_by_threshold"]) == {"0.2", "0.5"}
     assert scores["spans_sc_by_threshold"]["0.5"]["f"] == scores["spans_sc_f"]  # 0.5 is the config's own
+    assert scores["ner_decoding"] == "argmax"  # cpu.cfg's bio_ner, as its config says
+    script("scripts/evaluate.py", out / "model-best", corpus / "test.spacy", metrics, "--ner-decoding", "viterbi")
+    assert json.loads(metrics.read_text())["ner_decoding"] == "viterbi"
     packages = tmp_path / "packages"
     packages.mkdir()
     script("-m", "spacy", "package", out / "model-best", packages, "--name", "unmask_smoke", "--version", "0.0.1")
@@ -88,6 +91,15 @@ def test_the_workflow_trains_evaluates_packages_and_loads_on_a_slice(tmp_path):
     assert loaded.pipe_names == ["transformer", "ner", "spancat", "doc_cleaner"]
     docs = list(loaded.pipe(["Going to New York tomorrow 😀", "", "  "]))
     assert len(docs) == 3 and all(doc._.trf_data is None for doc in docs), "the packaged pipeline drops hidden states"
+
+
+def test_a_decoding_for_spacys_ner_is_refused_with_a_clear_error(trained_tiny_pipeline, tmp_path):
+    nlp = spacy.load(trained_tiny_pipeline)
+    data = tmp_path / "dev.spacy"
+    DocBin(docs=[nlp.make_doc("Obama visited Paris .")]).to_disk(data)
+    result = script("scripts/evaluate.py", trained_tiny_pipeline, data, tmp_path / "m.json", "--ner-decoding", "viterbi",
+                    check=False)
+    assert result.returncode == 1 and "needs a pipeline whose `ner` is bio_ner" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.cfg")))
