@@ -48,6 +48,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from thinc.api import Config
 
+from spacy_unmask.bio_decoding import DECODINGS
 from sweep_plan import SEEDS, choose_rate
 from sweep_recipe import ner_only
 
@@ -80,9 +81,9 @@ NER_HEADS = {
         "hidden_width": 64, "maxout_pieces": 2, "use_upper": False, "nO": None}},
     "bio": {"factory": "bio_ner", "model": {"@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False}},
 }
-# bio_ner's readings of its tag scores (spacy_unmask.bio_decoding.DECODINGS); "argmax", the
-# factory's default, is the paper's and is left out of an arm's config
-NER_DECODINGS = ("argmax", "viterbi")
+# bio_ner's readings of its tag scores; "argmax", the factory's default, is the paper's and is
+# left out of an arm's config
+NER_DECODINGS = tuple(DECODINGS)
 # spancat's threshold only filters its predictions, so every run is also scored at each of these
 # (the same predictions, cut); the study's runs train at 0.5, configs/cpu.cfg's before the study
 SPANCAT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)

@@ -222,7 +222,7 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
         arm, final = encoder.arm, encoder.final
         lines += ["", "## The shipped recipe against MiniLM-L6 in the same pipeline", "",
                   f"MiniLM's row is the `minilm threshold` stage's answer{'' if final else ' (provisional: runs missing)'}: "
-                  "its rate and spancat's threshold chosen on dev, at the shipped schedule, pooling and ner head. "
+                  "its rate and spancat's threshold chosen on dev, at the shipped schedule, pooling, ner head and decoding. "
                   "F1 ×100, mean ± sample sd (n).", ""] + versus(records, shipped, arm)
         if metrics is not None and final:
             write_run(metrics.with_name("minilm_seeds.json"), seed_figures(

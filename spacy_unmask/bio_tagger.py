@@ -68,6 +68,13 @@ def spans_of_bio(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
     return spans
 
 
+def softmax_of(model: Model) -> Optional[Model]:
+    """The model's softmax layer over the tags (its `softmax` ref in `spacy.Tagger.v2`), or None."""
+    if model.has_ref("softmax"):
+        return model.get_ref("softmax")
+    return next((node for node in model.walk() if node.name == "softmax"), None)
+
+
 class BIOTagger(Tagger):
     """spaCy's `tagger`, tagging each token B-/I-<entity label> or O and setting `doc.ents`.
 
@@ -93,9 +100,7 @@ class BIOTagger(Tagger):
         if decoding not in DECODINGS:
             raise ValueError(f"decoding {decoding!r}: use one of {', '.join(DECODINGS)}")
         # the softmax layer returns logits at prediction time when the model does not normalize
-        softmax = self.model.get_ref("softmax") if self.model.has_ref("softmax") else next(
-            node for node in self.model.walk() if node.name == "softmax")
-        normalized = softmax.attrs["softmax_normalize"]
+        normalized = softmax_of(self.model).attrs["softmax_normalize"]
         allowed = allowed_transitions(self.labels)
         return [best_valid_sequence(log_softmax(self.model.ops.to_numpy(doc_scores), normalized), allowed)
                 for doc_scores in scores]
@@ -189,7 +194,7 @@ def make_bio_ner(nlp: Language, name: str, model: Model, scorer: Optional[Callab
         its label). The loss does not depend on it; it moves the predictions, and in
         training the dev score that picks `model-best`.
     """
-    if not any(node.name == "softmax" for node in model.walk()):
+    if softmax_of(model) is None:
         raise ValueError(f"[{name}] bio_ner needs a model that ends in a softmax over its tags, such as "
                          f"spacy.Tagger.v2 over a listener; got {model.name!r} (a config that only changes "
                          "`ner`'s factory keeps ner's TransitionBasedParser: replace [components.ner.model] too)")
