@@ -8,6 +8,7 @@ rerunning the same command resumes.
 """
 import logging
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -79,8 +80,9 @@ def apply_pipeline(
 
         try:
             # installed once the backend is up: `ray.init` sets a SIGTERM handler of its own
-            with StopSignals() as stop:
-                for result in runner.map(pending(), stop):
+            # closing: a backend ends its work (Ray Data's threads, say) before `runner.close()`
+            with StopSignals() as stop, closing(runner.map(pending(), stop)) as results:
+                for result in results:
                     store.write(result)
                     words += result.words
                     bar.update(result.docs + len(result.rejects))

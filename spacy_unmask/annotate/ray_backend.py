@@ -12,16 +12,28 @@ be loaded in an actor, the job stops with the cause. A stop request is seen when
 block comes back (Ray Data's iterator cannot be interrupted safely: an exception raised inside
 it, or a shutdown while another thread waits in it, ends the process), so on Ray a job stops
 within one block's time: use smaller blocks where that matters.
+
+Ending early (a stop, an error) must leave no Ray Data thread that still calls into Ray once
+it is shut down: Ray's core worker ends the whole process, with status 1, when one does. So
+results are read without Ray Data's local prefetching (its prefetch thread keeps the blocks it
+was given and waits for them when it is woken at garbage collection, perhaps long after the
+shutdown; the results are small, so prefetching them gains nothing), and `close` waits for
+Ray Data's scheduling threads to end before it shuts Ray down.
 """
 import logging
 import pickle
+import threading
+import time
 import warnings
+from contextlib import closing
 from typing import Callable, Iterable, Iterator, Optional
 
 from .annotator import annotate_block, load_pipeline
 from .inputs import Block
 from .shards import ShardResult
 from .workers import MAX_RETRIES, RESUME, PipelineLoadError, UsageError, WorkerError, threads_per_worker
+
+SHUTDOWN_WAIT_S = 60.0  # at most this long for Ray Data's threads to end before Ray is shut down
 
 
 class ShardAnnotator:
@@ -72,7 +84,7 @@ class RayActors:
         self.use_gpu = gpu_id >= 0
         self.threads = 1 if self.use_gpu else threads_per_worker(workers)
 
-    def _rows(self, items: list) -> Iterator[dict]:
+    def _results(self, items: list) -> Iterator[bytes]:
         with warnings.catch_warnings():
             # Ray 2.6x deprecates extra remote arguments (removal announced for 2.64) and names no
             # successor for max_restarts / max_task_retries, the only way to bound Ray Data's
@@ -92,23 +104,26 @@ class RayActors:
                 max_restarts=self.max_retries,  # an actor process that dies is restarted this many times,
                 max_task_retries=self.max_retries,  # and the block it held retried as often
             )
-        return iter(dataset.iter_rows())
+        # prefetch_batches=0: no prefetch thread and no formatting threads, all in this thread
+        with closing(iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))) as batches:
+            for batch in batches:
+                yield from batch.column("result").to_pylist()
 
     def map(self, blocks: Iterable[Block], stop: Callable[[], bool] = lambda: False) -> Iterator[ShardResult]:
         items = [{"block": pickle.dumps(block)} for block in blocks]
         if not items:
             return
-        rows = self._rows(items)
+        rows = self._results(items)
         try:
             while not stop():
                 try:
-                    row = next(rows)
+                    payload = next(rows)
                 except StopIteration:
                     return
                 except self.ray.exceptions.RayActorError as err:
                     raise WorkerError(f"a Ray actor died more often than its {self.max_retries} restarts allow "
                                       f"({type(err).__name__}); {RESUME}.") from err
-                result = pickle.loads(row["result"])
+                result = pickle.loads(payload)
                 if isinstance(result, PipelineLoadError):
                     raise result
                 yield result
@@ -118,4 +133,10 @@ class RayActors:
 
     def close(self) -> None:
         if self.started:
+            # Ray Data gives its scheduling thread 2 s to end after the iterator is closed; on a
+            # busy machine it can take longer, and a Ray shut down under it ends this process
+            deadline = time.monotonic() + SHUTDOWN_WAIT_S
+            for thread in threading.enumerate():
+                if thread.name.startswith("StreamingExecutor-") and thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
             self.ray.shutdown()
