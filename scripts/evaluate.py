@@ -103,7 +103,8 @@ def main() -> int:
     try:
         nlp = spacy.load(args.model, config=overrides)
     except ConfigValidationError as err:
-        if args.ner_decoding is None or "decoding" not in str(err):
+        # the one error meant here: `ner`'s factory takes no `decoding` argument
+        if args.ner_decoding is None or not any(list(e.get("loc", ()))[-1:] == ["decoding"] for e in err.errors):
             raise
         print(f"error: --ner-decoding needs a pipeline whose `ner` is bio_ner; {args.model}'s `ner` "
               "takes no decoding (spaCy's ner has one reading of its predictions)", file=sys.stderr)
