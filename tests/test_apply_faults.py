@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -100,6 +101,34 @@ def test_a_pipeline_that_cannot_load_stops_the_job_with_the_loaders_error_on_eve
             apply(model, source, tmp_path / f"out-{model.name}", backend=backend, workers=workers)
         assert time.monotonic() - started < 180, "no hang"
         assert manifest(tmp_path / f"out-{model.name}")["shards"] == {}
+
+
+@RAY.marks[0]
+def test_a_ray_job_that_ends_early_leaves_no_thread_calling_into_the_ray_it_shut_down(trained_tiny_pipeline, tmp_path,
+                                                                                     monkeypatch):
+    # Such a thread ends the whole process (status 1) when it next calls Ray: in CI, the test run.
+    # Here Ray Data's scheduling thread is slow to end, as on a busy machine: 8 s after its
+    # shutdown began, past the 2 s Ray Data's own shutdown waits for it (and Ray's own shutdown).
+    import ray
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    from spacy_unmask.annotate.ray_backend import RAY_DATA_THREADS
+
+    step = StreamingExecutor._scheduling_loop_step
+
+    def slow_to_end(self, topology):
+        going_on = step(self, topology)
+        if self._shutdown:
+            time.sleep(8)
+        return going_on
+
+    monkeypatch.setattr(StreamingExecutor, "_scheduling_loop_step", slow_to_end)
+    before = set(threading.enumerate())
+    (missing, message), _ = broken_pipelines(trained_tiny_pipeline, tmp_path)
+    with pytest.raises(PipelineLoadError, match=message):
+        apply(missing, write_jsonl(tmp_path / "in.jsonl", TEXTS * 5), tmp_path / "out", backend="ray", workers=2)
+    left = [t.name for t in threading.enumerate() if t not in before and t.name.startswith(RAY_DATA_THREADS)]
+    assert not left and not ray.is_initialized(), left
 
 
 @pytest.mark.parametrize("call,code", [("fsync", errno.ENOSPC), ("write", errno.EIO)])

@@ -15,10 +15,11 @@ within one block's time: use smaller blocks where that matters.
 
 Ending early (a stop, an error) must leave no Ray Data thread that still calls into Ray once
 it is shut down: Ray's core worker ends the whole process, with status 1, when one does. So
-results are read without Ray Data's local prefetching (its prefetch thread keeps the blocks it
-was given and waits for them when it is woken at garbage collection, perhaps long after the
-shutdown; the results are small, so prefetching them gains nothing), and `close` waits for
-Ray Data's scheduling threads to end before it shuts Ray down.
+results are read without Ray Data's local prefetching (the results are small, so it gains
+nothing, and it is one more thread to wait for), and `close` waits for the threads Ray Data
+started for the job that call into Ray (its scheduling thread, which Ray Data's own shutdown
+gives 2 s; the metadata fetcher; the reader that fetches the next block) before it shuts Ray
+down.
 """
 import logging
 import pickle
@@ -26,14 +27,18 @@ import threading
 import time
 import warnings
 from contextlib import closing
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, List, Optional
 
 from .annotator import annotate_block, load_pipeline
 from .inputs import Block
 from .shards import ShardResult
 from .workers import MAX_RETRIES, RESUME, PipelineLoadError, UsageError, WorkerError, threads_per_worker
 
-SHUTDOWN_WAIT_S = 60.0  # at most this long for Ray Data's threads to end before Ray is shut down
+logger = logging.getLogger("spacy_unmask.annotate")
+# Ray Data's driver-side threads that call into Ray (ray.data._internal: the streaming executor,
+# its metadata fetcher, the batch iterator's reader); `close` waits for a job's to end
+RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch", "iter_threaded")
+SHUTDOWN_WAIT_S = 15.0  # at most this long, in all, before Ray is shut down anyway
 
 
 class ShardAnnotator:
@@ -80,6 +85,7 @@ class RayActors:
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        self.threads_before = set(threading.enumerate())  # a job waits only for the threads it started
         self.model, self.batch_size, self.workers, self.max_retries = model, batch_size, workers, max_retries
         self.use_gpu = gpu_id >= 0
         self.threads = 1 if self.use_gpu else threads_per_worker(workers)
@@ -104,7 +110,7 @@ class RayActors:
                 max_restarts=self.max_retries,  # an actor process that dies is restarted this many times,
                 max_task_retries=self.max_retries,  # and the block it held retried as often
             )
-        # prefetch_batches=0: no prefetch thread and no formatting threads, all in this thread
+        # prefetch_batches=0: no local prefetching and no formatting threads
         with closing(iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))) as batches:
             for batch in batches:
                 yield from batch.column("result").to_pylist()
@@ -133,10 +139,15 @@ class RayActors:
 
     def close(self) -> None:
         if self.started:
-            # Ray Data gives its scheduling thread 2 s to end after the iterator is closed; on a
-            # busy machine it can take longer, and a Ray shut down under it ends this process
             deadline = time.monotonic() + SHUTDOWN_WAIT_S
-            for thread in threading.enumerate():
-                if thread.name.startswith("StreamingExecutor-") and thread is not threading.current_thread():
-                    thread.join(max(0.0, deadline - time.monotonic()))
+            for thread in self._ray_data_threads():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            left = [thread.name for thread in self._ray_data_threads() if thread.is_alive()]
+            if left:
+                logger.warning("Ray Data's threads %s did not end within %.0f s; shutting Ray down anyway",
+                               ", ".join(left), SHUTDOWN_WAIT_S)
             self.ray.shutdown()
+
+    def _ray_data_threads(self) -> List[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread not in self.threads_before
+                and thread is not threading.current_thread() and thread.name.startswith(RAY_DATA_THREADS)]
