@@ -22,7 +22,8 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling,
    ner head and decoding (the answers so far that it can share: stock spacy-transformers has no
    `learn_rate_scale`, so its heads train at its own one rate), that rate chosen on dev, then
-   its own threshold chosen on dev and trained at. It runs before the decoder-only stages because it
+   its ner head (spaCy's `ner` or `bio_ner`) chosen on dev at that rate, then its own
+   threshold chosen on dev and trained at. It runs before the decoder-only stages because it
    depends on none of them and it is the row the shipped pipeline must beat.
 7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
 8. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
@@ -333,6 +334,14 @@ class Plan:
         encoder = Arm(family="minilm", epochs=base.epochs, spancat_grad=base.spancat_grad, pooling=base.pooling,
                       ner_head=base.ner_head, ner_decoding=base.ner_decoding)
         encoder = self._rate("minilm", encoder)
+        if encoder is None:
+            return
+        # the encoder's own ner head at its rate: the decoder's need not be the encoder's best (its
+        # heads train at its one rate), so spaCy's ner and bio_ner (at the decoder's decoding)
+        decoding = encoder.ner_decoding if encoder.ner_head == "bio" else "argmax"
+        heads = [dataclasses.replace(encoder, ner_head=head, ner_decoding=decoding if head == "bio" else "argmax")
+                 for head in NER_HEADS]
+        encoder = self._answer("minilm ner head", *settle(heads, self.get, self.seeds))
         if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return
         base = self._rate("rate", base)

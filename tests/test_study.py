@@ -132,6 +132,24 @@ def test_the_encoder_row_runs_after_the_shared_stages_and_before_the_decoder_onl
     assert answers["rate"][1] is False  # provisional: the decoder-only stages wait for it
 
 
+def test_the_encoder_gets_the_ner_head_that_wins_on_its_own_dev_runs():
+    def get(arm, seed):  # the decoder does better with bio_ner and viterbi, MiniLM with spaCy's ner
+        if arm.family == "decoder" and arm.lr != 2e-4:
+            return None
+        bio = arm.ner_head == "bio"
+        return record(arm, seed, 0.5 + 0.05 * (bio if arm.family == "decoder" else not bio)
+                      + 0.05 * (arm.ner_decoding == "viterbi"), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    answers = {found.stage: (found.arm, found.final) for found in plan.answers}
+    assert (answers["ner decoding"][0].ner_head, answers["ner decoding"][0].ner_decoding) == ("bio", "viterbi")
+    assert answers["minilm ner head"][1] and answers["minilm threshold"][1]
+    encoder = answers["minilm threshold"][0]
+    assert (encoder.family, encoder.ner_head, encoder.ner_decoding) == ("minilm", "parser", "argmax")
+    assert encoder.lr == answers["minilm"][0].lr
+
+
 def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
     arm = Arm()
     runs = [record(arm, 0, 0.5, 0.4, {0.2: 0.50, 0.3: 0.40, 0.5: 0.45}),
