@@ -53,28 +53,48 @@ def other_cpu_seconds(busy_start, busy_end, own: float):
     return round(busy_end - busy_start - own, 1)
 
 
+def code_version(root: Path) -> Optional[str]:
+    """The commit `root`'s checkout is at, with "-dirty" when `spacy_unmask/` (the code a run
+    trains with) has uncommitted changes; None outside a git checkout. Two runs of the same
+    recipe that differ can be told apart by it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+    except OSError:  # no git on the machine
+        return None
+    if head.returncode != 0:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "spacy_unmask").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if changed else "")
+
+
 @dataclass
 class Trained:
     """What a finished `spacy train` took: wall seconds, CPU seconds (user + system, all threads)
-    and the CPU seconds other processes took meanwhile (None where /proc/stat cannot tell)."""
+    and the CPU seconds other processes took meanwhile (None where /proc/stat cannot tell), and
+    the code it trained with (`code_version` as it started)."""
 
     stdout: str
     seconds: float
     cpu_seconds: float
     other_cpu_seconds: Optional[float]
+    code: Optional[str] = None
 
 
 def train(name: str, cmd: List[str], cwd: Path) -> Trained:
     """Runs the `spacy train` command `cmd` of the run `name`, timed; a failure ends the job with
     the tail of its output."""
     log(f"training {name}")
+    code = code_version(cwd)
     start, cpu_start, busy_start = time.perf_counter(), child_cpu_seconds(), machine_busy_seconds()
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     seconds, cpu_seconds = time.perf_counter() - start, child_cpu_seconds() - cpu_start
     busy_end = machine_busy_seconds()
     if result.returncode != 0:
         raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return Trained(result.stdout, seconds, cpu_seconds, other_cpu_seconds(busy_start, busy_end, cpu_seconds))
+    return Trained(result.stdout, seconds, cpu_seconds, other_cpu_seconds(busy_start, busy_end, cpu_seconds), code)
 
 
 def read_run(path: Path):

@@ -105,6 +105,7 @@ class Study:
             # CPU seconds other processes took meanwhile: the timing is the run's own only when small
             "other_cpu_seconds": trained.other_cpu_seconds,
             "cpu_count": os.cpu_count(),
+            "code": trained.code,  # the commit it trained with (-dirty: with changes to spacy_unmask/)
             # the checkpoint spaCy kept: its step tells whether the last evaluated step won
             "best_step": best_step(trained.stdout),
             "dev": scores_of(scores["dev"], per_type=False),

@@ -106,6 +106,7 @@ class Sweep:
             # the 1-minute load average as the run ended: above the core count, the CPU was shared
             "load_average": round(os.getloadavg()[0], 2),
             "cpu_count": os.cpu_count(),
+            "code": trained.code,  # the commit it trained with (-dirty: with changes to spacy_unmask/)
             "train_words": self.train_words,
             "dev": {k: scores["dev"][k] for k in ("ents_p", "ents_r", "ents_f")},
             "test": {k: scores["test"][k] for k in ("ents_p", "ents_r", "ents_f")},

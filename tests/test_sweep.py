@@ -173,6 +173,22 @@ def test_busy_seconds_sum_the_busy_fields_of_proc_stat_and_leave_idle_out():
     assert runs.other_cpu_seconds(None, 30.0, 15.0) is None
 
 
+def test_a_runs_code_version_is_its_checkouts_commit_and_says_when_the_package_has_changes(tmp_path):
+    git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert runs.code_version(tmp_path) is None, "not a checkout"
+    git("init", "-q")
+    (tmp_path / "spacy_unmask").mkdir()
+    (tmp_path / "spacy_unmask" / "layer.py").write_text("A = 1\n")
+    (tmp_path / "notes.md").write_text("x\n")
+    git("add", "."), git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = git("rev-parse", "--short=12", "HEAD").stdout.strip()
+    assert runs.code_version(tmp_path) == head
+    (tmp_path / "notes.md").write_text("y\n")  # outside the package: the same code
+    assert runs.code_version(tmp_path) == head
+    (tmp_path / "spacy_unmask" / "layer.py").write_text("A = 2\n")
+    assert runs.code_version(tmp_path) == head + "-dirty"
+
+
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="no /proc/stat")
 def test_the_machines_busy_seconds_count_this_process_working():
     before, start = runs.machine_busy_seconds(), time.process_time()
