@@ -22,7 +22,8 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
 6. minilm: MiniLM-L6 in the same joint pipeline at the chosen epochs, spancat gradient, pooling,
    ner head and decoding (the answers so far that it can share: stock spacy-transformers has no
    `learn_rate_scale`, so its heads train at its own one rate), that rate chosen on dev, then
-   its ner head (spaCy's `ner` or `bio_ner`) chosen on dev at that rate, then its own
+   its ner head (spaCy's `ner` or `bio_ner`) chosen on dev at that rate, its rate chosen again
+   at that head when it is not the decoder's (the stage `minilm rate at its head`), then its own
    threshold chosen on dev and trained at. It runs before the decoder-only stages because it
    depends on none of them and it is the row the shipped pipeline must beat.
 7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
@@ -341,7 +342,14 @@ class Plan:
         decoding = encoder.ner_decoding if encoder.ner_head == "bio" else "argmax"
         heads = [dataclasses.replace(encoder, ner_head=head, ner_decoding=decoding if head == "bio" else "argmax")
                  for head in NER_HEADS]
+        rated = encoder
         encoder = self._answer("minilm ner head", *settle(heads, self.get, self.seeds))
+        if encoder is None:
+            return
+        # its rate was chosen on the decoder's head; with another head (whose weights train at that
+        # one rate too) the rate is chosen again on dev, once: the runs it shares are read, not rerun
+        if encoder.ner_head != rated.ner_head:
+            encoder = self._rate("minilm rate at its head", encoder)
         if encoder is None or self._threshold("minilm threshold", encoder) is None:
             return
         base = self._rate("rate", base)

@@ -150,6 +150,36 @@ def test_the_encoder_gets_the_ner_head_that_wins_on_its_own_dev_runs():
     assert encoder.lr == answers["minilm"][0].lr
 
 
+def test_the_encoders_rate_is_chosen_again_at_its_own_head_and_only_then():
+    asked = []
+
+    def get(arm, seed):  # MiniLM: bio_ner best at 2e-4, spaCy's ner best (and better) at 5e-4
+        asked.append((arm, seed))
+        if arm.family == "decoder":
+            return None if arm.lr != 2e-4 else record(arm, seed, 0.5 + 0.05 * (arm.ner_head == "bio"), 0.4)
+        peak = 2e-4 if arm.ner_head == "bio" else 5e-4
+        return record(arm, seed, 0.5 + 0.1 * (arm.ner_head == "parser") - 100 * abs(arm.lr - peak), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    answers = {found.stage: (found.arm, found.final) for found in plan.answers}
+    assert answers["minilm"][0].lr == 2e-4 and answers["minilm ner head"][0].ner_head == "parser"
+    retuned, final = answers["minilm rate at its head"]
+    assert final and (retuned.ner_head, retuned.lr) == ("parser", 5e-4)
+    assert answers["minilm threshold"][0] == retuned  # the row is at the rate its own head chose
+    assert (dataclasses.replace(retuned, lr=1e-4), 0) in asked  # the grid ran again at that head
+
+    def same_head(arm, seed):  # both families best with bio_ner: the rate already chosen stands
+        if arm.family == "decoder" and arm.lr != 2e-4:
+            return None
+        return record(arm, seed, 0.5 + 0.05 * (arm.ner_head == "bio") - 100 * abs(arm.lr - 2e-4), 0.4)
+
+    plan = Plan(same_head)
+    plan.run()
+    stages = [found.stage for found in plan.answers]
+    assert "minilm rate at its head" not in stages and "minilm threshold" in stages
+
+
 def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
     arm = Arm()
     runs = [record(arm, 0, 0.5, 0.4, {0.2: 0.50, 0.3: 0.40, 0.5: 0.45}),
@@ -399,6 +429,34 @@ def test_the_report_sets_the_shipped_recipe_beside_minilms_row_and_keeps_its_fig
     figures = json.loads(metrics.with_name("minilm_seeds.json").read_text())
     assert figures["arm"] == encoder.name and figures["test"]["ents_f"]["per_seed"] == [0.45, 0.46, 0.47]
     assert "minilm.cfg" in figures["config"]
+
+
+def test_minilms_row_is_provisional_and_keeps_no_figures_until_its_last_stage_has_run(tmp_path, monkeypatch):
+    from runs import write_run
+
+    out, metrics = tmp_path / "study", tmp_path / "metrics" / "cpu_seeds.json"
+    out.mkdir()
+
+    def get(arm, seed):  # best at 2e-4; MiniLM prefers spaCy's ner, whose other rates have not run yet
+        if arm.family == "minilm" and arm.ner_head == "parser" and arm.lr != 2e-4:
+            return None
+        fits = (arm.ner_head == "parser") == (arm.family == "minilm")
+        run = full_record(arm, seed, 0.5 + 0.05 * fits - 100 * abs(arm.lr - 2e-4), 0.4)
+        write_run(out / f"{arm.name}-s{seed}.json", run)
+        return run
+
+    plan = Plan(get)
+    plan.run()
+    answers = {found.stage: found for found in plan.answers}
+    assert not answers["minilm rate at its head"].final and "minilm threshold" not in answers
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(answers["ner decoding"].arm.config().to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    study_report.write_report(out, False, metrics)
+    text = out.with_suffix(".md").read_text()
+    assert "(provisional: runs missing; so far the `minilm rate at its head` stage)" in text
+    assert f"| `{answers['minilm rate at its head'].arm.name}` |" in text
+    assert metrics.is_file() and not metrics.with_name("minilm_seeds.json").exists()
 
 
 def test_the_shipped_arm_is_found_in_quick_mode_too_whose_runs_shrink_the_decoder(tmp_path, monkeypatch):
