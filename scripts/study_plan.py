@@ -26,7 +26,8 @@ the study's answers. The stages, each decided on dev (a pipeline's dev score is 
    at that head when it is not the decoder's (the stage `minilm rate at its head`), then its own
    threshold chosen on dev and trained at. It runs before the decoder-only stages because it
    depends on none of them and it is the row the shipped pipeline must beat.
-7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score).
+7. rate: the decoder's learning rate (`sweep_plan.choose_rate` on the dev score); then that
+   recipe without spancat, 3 seeds (what sharing costs NER, asked early; see `ner only`).
 8. depth: 15 / 22 / 30 decoder layers. The stages after it run at the winner's depth or at
    `BUDGET_LAYERS`, whichever is shallower.
 9. spec: `none`, `second_half`, `all` at that depth, 3 seeds each.
@@ -355,6 +356,10 @@ class Plan:
         base = self._rate("rate", base)
         if base is None:
             return
+        # what sharing the decoder costs NER (the first question), at the recipe as it
+        # stands, before the stages that may not move it: the `ner only` stage reads these runs
+        # when the spec and threshold keep it, and trains its own when they do not
+        every_seed([dataclasses.replace(base, heads="ner", spancat_grad=1.0)], self.get, self.seeds)
         deepest = self._factor("depth", base, "n_layers", DEPTHS)
         if deepest is None:
             return

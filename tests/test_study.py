@@ -180,6 +180,23 @@ def test_the_encoders_rate_is_chosen_again_at_its_own_head_and_only_then():
     assert "minilm rate at its head" not in stages and "minilm threshold" in stages
 
 
+def test_what_sharing_costs_ner_is_asked_at_the_recipe_after_the_rate_before_depth_and_spec():
+    asked = []
+
+    def get(arm, seed):  # second_half best, every other arm level (each stage keeps its first value)
+        asked.append(arm)
+        return record(arm, seed, 0.5 + 0.01 * (arm.unmask == "second_half"), 0.4)
+
+    plan = Plan(get)
+    plan.run()
+    rated = plan.answer("rate").arm
+    early = dataclasses.replace(rated, heads="ner")
+    first_ner = asked.index(early)
+    assert all(arm.n_layers == 15 and arm.unmask == "second_half" for arm in asked[:first_ner])
+    assert any(arm.n_layers == 22 for arm in asked[first_ner:])  # depth comes after it
+    assert plan.answer("ner only").arm == early  # the later stages kept the recipe: the same runs
+
+
 def test_the_threshold_is_the_best_mean_on_dev_and_a_tie_goes_to_the_higher():
     arm = Arm()
     runs = [record(arm, 0, 0.5, 0.4, {0.2: 0.50, 0.3: 0.40, 0.5: 0.45}),
