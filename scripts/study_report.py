@@ -67,9 +67,16 @@ def rows(records) -> list:
             cells.append(mean_sd(values))
         alone = [r["train_seconds"] for r in runs if (r.get("other_cpu_seconds") or 0) < 0.03 * r["train_cpu_seconds"]]
         seconds = f"{statistics.median(alone):.0f}" if alone else f"({statistics.median(r['train_seconds'] for r in runs):.0f})"
-        steps = ",".join(str(r.get("best_step")) for r in runs)
+        steps = ",".join(kept_step(r) for r in runs)
         table.append((name, len(runs), cells, seconds, steps, statistics.mean(100 * dev_score(r) for r in runs)))
     return table
+
+
+def kept_step(record: dict) -> str:
+    """The step of a run's `model-best`; "~" marks a record from before each evaluation's exact
+    score was kept (`evaluations`), whose step was read from the console's rounded scores,
+    the first of ties, where spaCy keeps the last: it may be an earlier evaluation than the kept one."""
+    return f"{record.get('best_step')}" if "evaluations" in record else f"~{record.get('best_step')}"
 
 
 def label_scores(runs, part: str = "ents_per_type") -> dict:
@@ -187,7 +194,8 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
         "which runs answer which question). F1 ×100, mean ± sample sd over seeds (n). `dev score` is what spaCy "
         "picks checkpoints by: 0.5 NER + 0.5 SpanCat F1 on dev (NER F1 alone for `ner` arms). Train s is the "
         "median over runs that had the CPU to themselves (in brackets when none did). Best steps: the step of "
-        "each seed's kept checkpoint.",
+        "each seed's kept checkpoint (~: read from spaCy's console table, whose score is rounded to 2 places, "
+        "as the first of ties; spaCy keeps the last of exact ties, so the kept one may be a later step).",
         "",
         "## The stages' answers",
         "",

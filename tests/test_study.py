@@ -254,15 +254,32 @@ def test_missing_runs_make_an_answer_provisional_and_stop_the_later_stages():
     assert labels == [("balance", False)]
 
 
-def test_the_console_table_gives_the_kept_checkpoints_step():
-    table = """E    #       LOSS TRANS...  LOSS NER  ENTS_F  SPANS_SC_F  SCORE
----  ------  -------------  --------  ------  ----------  ------
-  0       0          71.34     78.76    0.00        0.18    0.00
-  1     100       21242.13   9236.85   20.42        0.00    0.10
-  2     200       21242.13   9236.85   30.42        0.00    0.30
-  3     276       21242.13   9236.85   30.42        0.00    0.30
-"""
-    assert study.best_step(table) == 200  # spaCy keeps the first of equal scores
+def test_the_kept_checkpoint_is_the_last_evaluation_with_the_best_exact_score():
+    # 0.3046 and 0.3049 both print as 0.30 in spaCy's table; of the exact ties spaCy keeps the last
+    assert study.best_step([[0, 0.0], [92, 0.1], [184, 0.3046], [276, 0.3049], [368, 0.3049]]) == 368
+    assert study.best_step([[0, 0.0], [92, 0.5], [184, 0.4]]) == 92
+    assert study.best_step([]) is None
+
+
+def test_spacy_train_writes_every_evaluations_exact_score_and_model_best_is_the_step_named(tiny_llama, tmp_path):
+    from spacy.cli._util import parse_config_overrides
+    from spacy.cli.train import train
+
+    nlp = spacy.util.load_model_from_config(Config().from_str(config_text(tiny_llama)), auto_fill=True)
+    corpus = tmp_path / "train.spacy"
+    DocBin(docs=[eg.reference for eg in (Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN)]).to_disk(corpus)
+    cfg = tmp_path / "cfg.cfg"
+    nlp.config.to_disk(cfg)
+    log = tmp_path / "out" / "evaluations.jsonl"
+    args = ["--paths.train", str(corpus), "--paths.dev", str(corpus), "--training.max_steps", "6",
+            "--training.max_epochs", "0", "--training.eval_frequency", "2", *study.logger_args(log)]
+    train(cfg, tmp_path / "out", overrides=parse_config_overrides(args))
+    evaluated = study.evaluations(log)
+    assert [step for step, _ in evaluated] == [0, 2, 4, 6]
+    assert any(round(score, 2) != score for _, score in evaluated)  # not the table's 2 places
+    best = study.best_step(evaluated)
+    kept = spacy.load(tmp_path / "out" / "model-best").meta["performance"]
+    assert [score for step, score in evaluated if step == best] == [pytest.approx(kept["ents_f"])]
 
 
 SPANCAT = """
