@@ -246,6 +246,11 @@ def every_seed(arms: List[Arm], get: Get, seeds=SEEDS) -> bool:
     return all([get(arm, seed) is not None for arm in arms for seed in seeds])
 
 
+def ner_alone(arm: Arm) -> Arm:
+    """`arm` without spancat: what sharing the decoder costs NER at that recipe."""
+    return dataclasses.replace(arm, heads="ner", spancat_grad=1.0)
+
+
 def balance_arms() -> Dict[str, Arm]:
     old, fixed = Arm(), Arm(epochs=3)
     return {
@@ -255,6 +260,10 @@ def balance_arms() -> Dict[str, Arm]:
         "ner only, fixed schedule": dataclasses.replace(fixed, heads="ner"),
         "joint, fixed schedule, spancat grad x0.25": dataclasses.replace(fixed, spancat_grad=0.25),
     }
+
+
+# the names `Plan.run` gives MiniLM's stages, last first: the report's MiniLM row is the first that answered
+MINILM_STAGES = ("minilm threshold", "minilm rate at its head", "minilm ner head", "minilm")
 
 
 class Answer(NamedTuple):
@@ -359,7 +368,7 @@ class Plan:
         # what sharing the decoder costs NER (the issue's first question), at the recipe as it
         # stands, before the stages that may not move it: the `ner only` stage reads these runs
         # when the spec and threshold keep it, and trains its own when they do not
-        every_seed([dataclasses.replace(base, heads="ner", spancat_grad=1.0)], self.get, self.seeds)
+        every_seed([ner_alone(base)], self.get, self.seeds)
         deepest = self._factor("depth", base, "n_layers", DEPTHS)
         if deepest is None:
             return
@@ -375,7 +384,7 @@ class Plan:
             return
         # what sharing the decoder costs NER at the shipped recipe, and the shipped recipe at the
         # longest schedule and greatest depth that won on dev, when either is over the budget
-        ner = dataclasses.replace(best, heads="ner", spancat_grad=1.0)
+        ner = ner_alone(best)
         self._answer("ner only", ner, every_seed([ner], self.get, self.seeds))
         long = dataclasses.replace(shipped, epochs=longest.epochs, n_layers=deepest.n_layers)
         if long != shipped:

@@ -19,11 +19,9 @@ from typing import Optional
 from thinc.api import Config
 
 from sweep_plan import seeds_of
-from study_plan import MINILM, SHIPPED, Arm, Plan, dev_score, digest, run_config
+from study_plan import MINILM, MINILM_STAGES, SHIPPED, Arm, Plan, dev_score, digest, run_config
 from runs import read_run, write_run
 
-# MiniLM's stages in study_plan.Plan, last first
-MINILM_STAGES = ("minilm threshold", "minilm rate at its head", "minilm ner head", "minilm")
 COLUMNS = [("dev", "ents_f"), ("dev", "spans_sc_f"), ("test", "ents_f"), ("test", "spans_sc_f")]
 
 
