@@ -465,6 +465,41 @@ def test_the_report_sets_the_shipped_recipe_beside_minilms_row_and_keeps_its_fig
     assert "minilm.cfg" in figures["config"]
 
 
+def test_the_report_sets_the_shipped_recipe_beside_ner_alone_and_the_longer_recipe(tmp_path, monkeypatch):
+    from runs import write_run
+
+    out = tmp_path / "study"
+    out.mkdir()
+
+    def get(arm, seed):  # 8 epochs and 30 layers best on dev, so a longer recipe is asked for
+        run = full_record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0) + 0.001 * arm.n_layers, 0.4)
+        write_run(out / f"{arm.name}-s{seed}.json", run)
+        return run
+
+    plan = Plan(get)
+    plan.run()
+    answers = {found.stage: found.arm for found in plan.answers}
+    shipped, ner, long = answers["threshold"], answers["ner only"], answers["long"]
+    cfg = tmp_path / "cpu.cfg"
+    cfg.write_text(shipped.config().to_str())
+    monkeypatch.setattr(study_report, "SHIPPED", cfg)
+    joint_dev = 100 * get(shipped, 0)["dev"]["ents_f"]
+    for seed, (dev, test) in enumerate([(0.01, -0.01), (0.02, -0.005), (0.03, 0.0)]):
+        run = get(ner, seed)  # NER alone: 2 points above on dev, 0.5 below on test
+        run["dev"]["ents_f"] += dev
+        run["test"]["ents_f"] += test
+        write_run(out / f"{ner.name}-s{seed}.json", run)
+    study_report.write_report(out, False)
+    text = out.with_suffix(".md").read_text()
+    sharing = text.split("## What sharing the decoder costs NER")[1].split("##")[0]
+    assert f"| dev NER | {joint_dev:.1f} ± 0.0 (3) | {joint_dev + 2:.1f} ± 1.0 (3) | -2.0 | 1.0 | no |" in sharing
+    assert "| test NER |" in sharing and "| +0.5 | 0.5 | yes |" in sharing  # within 1 point, or above
+    assert "SpanCat" not in sharing.split("|---|")[1]  # NER alone has none
+    longer = text.split("## The longer recipe against the shipped one")[1]
+    assert f"| `{long.name}` | `{shipped.name}` |" in longer
+    assert "| dev NER |" in longer and "| dev SpanCat |" in longer
+
+
 def test_minilms_row_is_provisional_and_keeps_no_figures_until_its_last_stage_has_run(tmp_path, monkeypatch):
     from runs import write_run
 
