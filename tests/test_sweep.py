@@ -75,14 +75,15 @@ def test_the_shipped_default_spec_following_the_verdict_leaves_the_sweeps_runs_c
 
 
 def test_the_shipped_lora_config_is_the_recipe_the_lora_table_measured():
-    """cpu_lora.cfg = cpu.cfg + the sweep's adapters; only the rate, the spec and the ner head (the
-    table's: spaCy's transition-based `ner`) differ, and the adapters learn at that one rate as in
-    the table (no `learn_rate_scale`)."""
+    """cpu_lora.cfg = cpu.cfg + the sweep's adapters; only the rate, the spec, the ner head (the
+    table's: spaCy's transition-based `ner`) and spancat's threshold (the table's: spaCy's 0.5)
+    differ, and the adapters learn at that one rate as in the table (no `learn_rate_scale`)."""
     lora = Config().from_disk(ROOT / "configs" / "cpu_lora.cfg", interpolate=False)
     assert lora["components"]["transformer"]["model"]["lora"] == sweep_recipe.family_config("lora")["components"]["transformer"]["model"]["lora"]
     base = shipped()
     assert "learn_rate_scale" not in lora["components"]["transformer"]["model"]
     assert lora["components"]["ner"]["factory"] == "ner"
+    assert lora["components"]["spancat"]["threshold"] == 0.5
     for config in (lora, base):
         config["components"]["ner"]["model"] = {"tok2vec": config["components"]["ner"]["model"]["tok2vec"]}
         config["components"]["ner"].pop("factory")
@@ -91,6 +92,7 @@ def test_the_shipped_lora_config_is_the_recipe_the_lora_table_measured():
         config["components"]["transformer"]["model"].pop("lora", None)
         config["components"]["transformer"]["model"].pop("unmask")
         config["training"]["optimizer"]["learn_rate"].pop("initial_rate")
+        config["components"]["spancat"].pop("threshold")
     assert lora["components"] == base["components"] and lora["training"] == base["training"] and lora["nlp"] == base["nlp"]
 
 
