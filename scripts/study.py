@@ -1,10 +1,12 @@
 """The recipe study of the shipped NER + SpanCat pipeline, on dev, resumable (issue: beat the encoder).
 
     python scripts/study.py [--out reports/study] [--stage all|report] [--quick]
+    python scripts/study.py --config-of "minilm threshold" training/minilm.cfg
 
 Runs the stages of scripts/study_plan.py in order, each run `spacy train` on the shipped
 config with its arm's settings written in (`OUT/configs/<arm>.cfg`), scored with spaCy's
-Scorer on dev and test. A finished run leaves `OUT/<arm>-s<seed>.json` (the resume marker,
+Scorer on dev and test. `--config-of STAGE PATH` writes the config of a stage's final answer
+(MiniLM's row is the `minilm threshold` stage's) and trains nothing. A finished run leaves `OUT/<arm>-s<seed>.json` (the resume marker,
 with its config's digest: a run of an older recipe is retrained) and rebuilds `OUT.md` and
 `OUT.png` (scripts/study_report.py). `--quick` checks the machinery on a small slice: 4
 layers, 3 steps a run, seed 0 only, so every stage answers after one run an arm.
@@ -24,7 +26,7 @@ from evaluate import evaluate_examples
 from runs import corpus_paths, log, read_run, train, write_run
 from sweep_plan import seeds_of
 from study_plan import SPANCAT_THRESHOLDS, Arm, Plan, digest, run_config
-from study_report import write_report
+from study_report import answer_config, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT_SCORES = ("ents_p", "ents_r", "ents_f", "spans_sc_p", "spans_sc_r", "spans_sc_f")
@@ -143,7 +145,14 @@ def main() -> int:
     parser.add_argument("--metrics", type=Path, default=ROOT / "metrics" / "cpu_seeds.json",
                         help="where the shipped recipe's figures over every seed go, MiniLM's beside it as "
                              "minilm_seeds.json (not with --quick)")
+    parser.add_argument("--config-of", nargs=2, metavar=("STAGE", "PATH"),
+                        help="write the config of STAGE's final answer to PATH and stop")
     args = parser.parse_args()
+    if args.config_of:
+        stage, path = args.config_of
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        answer_config(args.out, stage, args.quick).to_disk(path)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = None if args.quick else args.metrics
     if args.stage == "all":

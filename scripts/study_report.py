@@ -43,6 +43,20 @@ def current_records(out: Path, quick: bool):
     return records, stale
 
 
+def answer_config(out: Path, stage: str, quick: bool = False) -> Config:
+    """The config a stage's final answer trains (e.g. `minilm threshold`: MiniLM's row), read
+    from the finished runs in `out` by the rule that drove them, so a pipeline of that arm can be
+    trained outside the study (`study.py --config-of`)."""
+    records, _stale = current_records(out, quick)
+    plan = Plan(lambda arm, seed: records.get((arm.name, seed)), seeds=seeds_of(quick), quick=quick)
+    plan.run()
+    found = plan.answer(stage)
+    if found is None or found.arm is None or not found.final:
+        answered = ", ".join(repr(a.stage) for a in plan.answers if a.final) or "none"
+        raise SystemExit(f"stage {stage!r} has no final answer in {out} (stages answered: {answered})")
+    return run_config(found.arm, quick)
+
+
 def runs_of(records, name: str) -> list:
     """An arm's records, by seed."""
     return [r for (arm, _seed), r in sorted(records.items()) if arm == name]
@@ -277,13 +291,17 @@ def write_report(out: Path, quick: bool, metrics: Optional[Path] = None) -> None
             write_run(metrics.with_name("minilm_seeds.json"), seed_figures(
                 records, arm, f"configs/{SHIPPED.name} with configs/sweep/{MINILM.name} merged in (reports/study/configs/{arm.name}.cfg)"))
     lines += beside_shipped(plan, records, shipped)
+    marked = {shipped.name: "shipped"} if shipped is not None else {}
+    if encoder is not None:
+        marked[encoder.arm.name] = "MiniLM's row"
     target = out.with_suffix(".md")
     target.write_text("\n".join(lines) + "\n")
-    plot(records, out.with_suffix(".png"))
+    plot(records, out.with_suffix(".png"), marked)
 
 
-def plot(records, path: Path) -> None:
-    """Every seed's dev and test NER F1, one row of points per arm."""
+def plot(records, path: Path, marked: Optional[dict] = None) -> None:
+    """Every seed's dev and test F1 of NER and of SpanCat (`COLUMNS`), one row of points per arm;
+    `marked` ({arm name: note}) names rows worth finding (the shipped recipe, MiniLM's row) in bold."""
     try:
         import matplotlib
 
@@ -294,15 +312,22 @@ def plot(records, path: Path) -> None:
     names = sorted({name for name, _ in records})
     if not names:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(names) + 1.5), sharey=True)
-    for ax, part in zip(axes, ("dev", "test")):
+    marked = marked or {}
+    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(20, 0.4 * len(names) + 1.5), sharey=True)
+    for ax, (part, key) in zip(axes, COLUMNS):
         for y, name in enumerate(names):
-            values = [100 * r[part]["ents_f"] for r in runs_of(records, name)]
+            values = [100 * r[part][key] for r in runs_of(records, name) if r[part].get(key) is not None]
+            if not values:  # an arm without spancat
+                continue
             ax.scatter(values, [y] * len(values), s=18)
             ax.plot([statistics.mean(values)] * 2, [y - 0.3, y + 0.3], color="black")
-        ax.set_title(f"{part} NER F1 (points: seeds; bar: mean)")
+        ax.set_title(f"{part} {'NER' if key == 'ents_f' else 'SpanCat'} F1 (points: seeds; bar: mean)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), names, fontsize=7)
+    axes[0].set_yticks(range(len(names)), [f"{name} [{marked[name]}]" if name in marked else name for name in names],
+                       fontsize=7)
+    for tick, name in zip(axes[0].get_yticklabels(), names):
+        if name in marked:
+            tick.set_fontweight("bold")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -557,3 +557,49 @@ def test_the_shipped_arm_is_found_whatever_order_cpu_cfg_writes_its_keys_in(tmp_
     assert study_report.shipped_arm(records) == arm
     cfg.write_text(Arm(epochs=5, ner_head="bio").config().to_str())  # argmax: another arm
     assert study_report.shipped_arm(records) is None
+
+
+def test_the_plot_shows_ner_and_spancat_on_dev_and_test_and_marks_the_shipped_row(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    joint, alone = Arm(epochs=5), Arm(epochs=5, heads="ner")
+    records = {(joint.name, 0): full_record(joint, 0, 0.5, 0.4), (joint.name, 1): full_record(joint, 1, 0.6, 0.5)}
+    records[(alone.name, 0)] = full_record(alone, 0, 0.55, 0.0)
+    for part in ("dev", "test"):  # NER alone is scored without spancat
+        records[(alone.name, 0)][part] = {k: v for k, v in records[(alone.name, 0)][part].items() if "spans" not in k}
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: drawn.append(fig))
+    study_report.plot(records, tmp_path / "study.png", {joint.name: "shipped"})
+    (fig,) = drawn
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split(" F1")[0] for t in titles] == ["dev NER", "dev SpanCat", "test NER", "test SpanCat"]
+    points = [[[round(x, 6) for x in c.get_offsets()[:, 0]] for c in ax.collections] for ax in fig.axes]
+    assert sorted(points[2], key=len) == [[55.0], [50.0, 60.0]]  # test NER: both arms, every seed
+    assert points[3] == [[40.0, 50.0]]  # test SpanCat: the joint arm only
+    labels = {tick.get_text(): tick.get_fontweight() for tick in fig.axes[0].get_yticklabels()}
+    assert labels[f"{joint.name} [shipped]"] == "bold" and labels[alone.name] == "normal"
+
+
+def test_the_config_of_a_stages_final_answer_is_what_its_runs_trained_and_none_before(tmp_path):
+    from runs import write_run
+
+    out = tmp_path / "study"
+    out.mkdir()
+
+    def get(arm, seed):
+        run = full_record(arm, seed, 0.5 + 0.01 * (arm.epochs or 0), 0.4)
+        write_run(out / f"{arm.name}-s{seed}.json", run)
+        return run
+
+    plan = Plan(get)
+    plan.run()
+    encoder = plan.answer("minilm threshold").arm
+    config = study_report.answer_config(out, "minilm threshold")
+    assert config.to_str() == study_plan.run_config(encoder, False).to_str()
+    assert config["components"]["transformer"]["model"]["@architectures"] == "spacy-transformers.TransformerModel.v3"
+    for path in out.glob(f"{study_plan.Arm(epochs=5).name}-s*.json"):
+        path.unlink()  # a stage the plan no longer reaches has no answer to train
+    with pytest.raises(SystemExit, match="'minilm threshold' has no final answer"):
+        study_report.answer_config(out, "minilm threshold")
