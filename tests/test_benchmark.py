@@ -89,3 +89,27 @@ def test_training_ablation_turns_back_each_speed_up_by_config_alone(tiny_llama, 
     # word batches pad more than piece batches: the override reached the child
     assert variants["batches by words (size 400, buffer 256)"]["padding"] > variants["shipped config"]["padding"]
     assert "| heads on blis |" in (out.parent / "benchmark.md").read_text()
+
+
+def test_pipelines_are_measured_side_by_side_with_spacys_benchmark(trained_tiny_pipeline, tmp_path):
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    data = tmp_path / "texts.spacy"
+    DocBin(docs=[nlp(t) for t in ("Apple opened a store in Berlin .", "I love New York 😀", "ok")]).to_disk(data)
+    out = tmp_path / "versus.json"
+    script("scripts/benchmark_versus.py", f"first={trained_tiny_pipeline}", f"second={trained_tiny_pipeline}",
+           "--data", data, "--rounds", "2", "--n-batches", "2", "--batch-size", "2", "--warmup", "0", "--output", out)
+    result = json.loads(out.read_text())
+    assert list(result["pipelines"]) == ["first", "second"]
+    for figures in result["pipelines"].values():
+        assert len(figures["rounds"]) == 2 and all(wps > 0 for wps in figures["rounds"])
+        assert figures["pipes"] == ["transformer", "ner"]
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table if row.startswith("| first") or row.startswith("| second")] == ["| first", "| second"]
+
+
+def test_a_pipeline_not_named_name_equals_path_is_refused():
+    result = script("scripts/benchmark_versus.py", "training/cpu/model-best", check=False)
+    assert result.returncode != 0 and "NAME=PATH" in result.stderr

@@ -168,7 +168,7 @@ def test_the_install_demo_writes_what_the_loaded_pipeline_returns(trained_tiny_p
     assert "<html" in (tmp_path / "displacy.html").read_text(encoding="utf8").lower()
 
 
-@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md", "benchmark_apply_cpu.md", "precision.md", "demo.md", "soak.md"])
+@pytest.mark.parametrize("report", ["sweep.md", "benchmark.md", "benchmark_apply_cpu.md", "precision.md", "demo.md", "soak.md", "benchmark_versus_minilm.md"])
 def test_the_readme_shows_the_tables_the_report_commands_wrote(report):
     """README figures come from reports/: every table row there must appear in README as is."""
     path = ROOT / "reports" / report
