@@ -15,12 +15,11 @@ in float32.
 """
 import argparse
 import json
-import platform
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List
+
+from benchmarking import alternate, report_child, use_device
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +28,6 @@ def measure(pipeline: str, data: Path, batch_size: int, n_batches: int, warmup: 
     """One measurement, in this process: spaCy's warm-up and benchmark over `data`'s texts."""
     import numpy
     import spacy
-    import torch
     from spacy.cli.benchmark_speed import benchmark, bootstrap, warmup as warm_up
     from spacy.training import Corpus
 
@@ -40,8 +38,7 @@ def measure(pipeline: str, data: Path, batch_size: int, n_batches: int, warmup: 
     warm_up(nlp, docs, warmup, batch_size)
     words_per_s = benchmark(nlp, docs, n_batches, batch_size, True)
     low, high = numpy.percentile(bootstrap(words_per_s), [2.5, 97.5])
-    return {"words_per_s": float(numpy.mean(words_per_s)), "ci95": [float(low), float(high)],
-            "pipes": nlp.pipe_names, "torch_threads": torch.get_num_threads()}
+    return {"words_per_s": float(numpy.mean(words_per_s)), "ci95": [float(low), float(high)], "pipes": nlp.pipe_names}
 
 
 def table(result: Dict) -> List[str]:
@@ -71,7 +68,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one measurement; its last line on stdout is the result
-        print(json.dumps(measure(args.child, args.data, args.batch_size, args.n_batches, args.warmup)), flush=True)
+        report_child(measure(args.child, args.data, args.batch_size, args.n_batches, args.warmup))
         return
     if not args.pipelines:
         raise SystemExit("name at least one pipeline: NAME=PATH")
@@ -85,28 +82,24 @@ def main() -> None:
         named[name] = path
     common = ["--data", str(args.data), "--batch-size", str(args.batch_size), "--n-batches", str(args.n_batches),
               "--warmup", str(args.warmup)]
-    runs: Dict[str, List[Dict]] = {name: [] for name in named}
-    for round_ in range(args.rounds):
-        for name, path in named.items():
-            print(f"[benchmark] round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, __file__, *common, "--child", path], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"measuring {name} ({path}) failed:\n{done.stderr[-3000:]}")
-            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    runs = alternate(Path(__file__), common, {name: ["--child", path] for name, path in named.items()}, args.rounds)
     result = {
-        "machine": f"{platform.machine()} CPU, {runs[next(iter(runs))][0]['torch_threads']} torch threads",
+        "benchmark": "versus",  # reports/benchmark.md's tables leave it out: it has its own
+        "machine": use_device(-1),
         "data": str(args.data), "batch_size": args.batch_size, "n_batches": args.n_batches,
         "warmup": args.warmup, "rounds": args.rounds,
         "pipelines": {name: {"path": named[name], "pipes": rs[0]["pipes"],
                              "rounds": [round(r["words_per_s"], 1) for r in rs],
                              "ci95": [[round(x, 1) for x in r["ci95"]] for r in rs],
-                             "median": round(statistics.median(r["words_per_s"] for r in rs), 1)}
+                             "median": round(statistics.median(r["words_per_s"] for r in rs), 1),
+                             "peak_memory_mb": max(r["peak_memory_mb"] for r in rs)}
                       for name, rs in runs.items()},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text("\n".join(table(result)) + "\n")
-    print("\n".join(table(result)))
+    text = "\n".join(table(result)) + "\n"
+    args.output.with_suffix(".md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@
 
 Runs the stages of scripts/study_plan.py in order, each run `spacy train` on the shipped
 config with its arm's settings written in (`OUT/configs/<arm>.cfg`), scored with spaCy's
-Scorer on dev and test. `--config-of STAGE PATH` writes the config of a stage's final answer
-(MiniLM's row is the `minilm threshold` stage's) and trains nothing. A finished run leaves `OUT/<arm>-s<seed>.json` (the resume marker,
+Scorer on dev and test. A finished run leaves `OUT/<arm>-s<seed>.json` (the resume marker,
 with its config's digest: a run of an older recipe is retrained) and rebuilds `OUT.md` and
-`OUT.png` (scripts/study_report.py). `--quick` checks the machinery on a small slice: 4
-layers, 3 steps a run, seed 0 only, so every stage answers after one run an arm.
+`OUT.png` (scripts/study_report.py). `--config-of STAGE PATH` writes the config of a stage's
+final answer (MiniLM's row is the `minilm threshold` stage's) and trains nothing. `--quick`
+checks the machinery on a small slice: 4 layers, 3 steps a run, seed 0 only, so every stage
+answers after one run an arm.
 """
 import argparse
 import json
